@@ -1,0 +1,128 @@
+// Package proxy is the reverse proxy shared by the gateway and the load balancer: an
+// httputil.ReverseProxy driven by Rewrite (never Director, whose hop-by-hop handling lets a client
+// strip headers the proxy added), a transport tuned for many short requests, X-Forwarded-* handling
+// and JSON error responses that tell a timeout (504) from an unreachable backend (502).
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"time"
+)
+
+// NewTransport returns a transport for proxying. When egress is non-empty, every connection is
+// made from that source address, so that the private tier's allow_from can name the proxy alone.
+func NewTransport(egress string) (*http.Transport, error) {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if egress != "" {
+		ip := net.ParseIP(egress)
+		if ip == nil {
+			return nil, fmt.Errorf("egress %q is not an IP address", egress)
+		}
+		dialer.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	return &http.Transport{
+		Proxy:                 nil, // an edge never follows HTTP_PROXY from its environment
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // bounded per request by the caller's context
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+	}, nil
+}
+
+// Options configure New.
+type Options struct {
+	Transport http.RoundTripper
+	// Rewrite sets the outbound URL and headers. The inbound hop-by-hop headers and X-Forwarded-*
+	// headers have already been removed from pr.Out when it runs.
+	Rewrite func(pr *httputil.ProxyRequest)
+	// ModifyResponse, when set, edits the backend's response before it is copied out.
+	ModifyResponse func(*http.Response) error
+	// OnError is called before the error response is written, for headers such as CORS that
+	// every response of the component carries.
+	OnError func(w http.ResponseWriter, r *http.Request)
+	Logger  *slog.Logger
+	// Component names the proxy in logs ("gateway", "lb").
+	Component string
+}
+
+// New returns a reverse proxy with Rampart's error handling.
+func New(o Options) *httputil.ReverseProxy {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &httputil.ReverseProxy{
+		Rewrite:        o.Rewrite,
+		Transport:      o.Transport,
+		ModifyResponse: o.ModifyResponse,
+		FlushInterval:  -1, // stream: the edge must not add latency to server-sent events
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status, msg := Classify(r, err)
+			logger.Warn("upstream error", "component", o.Component, "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+			if o.OnError != nil {
+				o.OnError(w, r)
+			}
+			WriteJSONError(w, status, msg)
+		},
+	}
+}
+
+// Classify maps a proxy error to a status and a short message: 504 for a timeout, 499-style client
+// cancellation reported as 502 (nobody reads it), 502 for everything else.
+func Classify(r *http.Request, err error) (int, string) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
+		return http.StatusGatewayTimeout, "Endpoint request timed out"
+	default:
+		return http.StatusBadGateway, "Bad Gateway"
+	}
+}
+
+// SetForwarded sets X-Forwarded-For, -Proto, -Host and -Port on the outbound request. With
+// appendInbound the client's X-Forwarded-For is kept and the peer appended (a load balancer behind a
+// gateway); without it the header starts afresh at the peer (the public edge must not trust it).
+func SetForwarded(pr *httputil.ProxyRequest, appendInbound bool) {
+	if appendInbound {
+		if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
+			pr.Out.Header["X-Forwarded-For"] = append([]string(nil), prior...)
+		}
+	}
+	pr.SetXForwarded()
+	port := "80"
+	if pr.In.TLS != nil {
+		port = "443"
+	}
+	if la, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, p, err := net.SplitHostPort(la.String()); err == nil {
+			port = p
+		}
+	}
+	pr.Out.Header.Set("X-Forwarded-Port", port)
+}
+
+// WriteJSONError writes {"message": msg} with status, the body shape AWS API Gateway uses.
+func WriteJSONError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	body, _ := json.Marshal(struct {
+		Message string `json:"message"`
+	}{msg})
+	_, _ = w.Write(append(body, '\n'))
+}
