@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -50,6 +51,7 @@ type file struct {
 // Keyring is an immutable, loaded keyring.
 type Keyring struct {
 	name    string
+	all     []string // every secret, retired ones too, for log redaction
 	current Key
 	active  [][]byte // every non-retired secret, current first
 	ids     []string // ids parallel to active
@@ -94,6 +96,7 @@ func Parse(name string, data []byte) (*Keyring, error) {
 			return nil, fmt.Errorf("key id %q appears twice", key.ID)
 		}
 		seen[key.ID] = true
+		k.all = append(k.all, key.Secret)
 		if len(key.Secret) < 16 {
 			return nil, fmt.Errorf("key %q: secret is shorter than 16 characters", key.ID)
 		}
@@ -185,3 +188,7 @@ func (k *Keyring) Verify(value string) (keyID string, ok bool) {
 	}
 	return k.ids[match], true
 }
+
+// Secrets returns every secret of the keyring, retired ones included. It exists for log redaction
+// alone: nothing else may hold on to these values.
+func (k *Keyring) Secrets() []string { return slices.Clone(k.all) }

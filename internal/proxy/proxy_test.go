@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+)
+
+// seen is what a backend received.
+type seen struct {
+	header     http.Header
+	remoteAddr string
+}
+
+func backend(t *testing.T, delay time.Duration) (*httptest.Server, chan seen) {
+	t.Helper()
+	ch := make(chan seen, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ch <- seen{r.Header.Clone(), r.RemoteAddr}
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, ch
+}
+
+func front(t *testing.T, target string, appendXFF bool, timeout time.Duration, egress string) *httptest.Server {
+	t.Helper()
+	u, _ := url.Parse(target)
+	tr, err := NewTransport(egress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		SetForwarded(pr, appendXFF)
+	}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		p.ServeHTTP(w, r.WithContext(ctx))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func get(t *testing.T, url string, headers ...string) (*http.Response, map[string]string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]string
+	b, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(b, &body)
+	return resp, body
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		appendXFF bool
+		want      string
+	}{
+		{false, "127.0.0.1"},             // the public edge starts afresh
+		{true, "203.0.113.9, 127.0.0.1"}, // behind a gateway: append
+	} {
+		be, ch := backend(t, 0)
+		fr := front(t, be.URL, tc.appendXFF, time.Second, "")
+		resp, _ := get(t, fr.URL+"/x", "X-Forwarded-For", "203.0.113.9")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		got := <-ch
+		if xff := got.header.Get("X-Forwarded-For"); xff != tc.want {
+			t.Errorf("append=%v: X-Forwarded-For = %q, want %q", tc.appendXFF, xff, tc.want)
+		}
+		_, port, _ := net.SplitHostPort(fr.Listener.Addr().String())
+		if got.header.Get("X-Forwarded-Port") != port || got.header.Get("X-Forwarded-Proto") != "http" {
+			t.Errorf("X-Forwarded-Port/Proto = %q/%q, want %s/http", got.header.Get("X-Forwarded-Port"), got.header.Get("X-Forwarded-Proto"), port)
+		}
+	}
+}
+
+func TestErrorsAreJSONWithTheRightStatus(t *testing.T) {
+	slow, _ := backend(t, 5*time.Second)
+	resp, body := get(t, front(t, slow.URL, false, 100*time.Millisecond, "").URL)
+	if resp.StatusCode != http.StatusGatewayTimeout || body["message"] == "" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("timeout: %d %v %q", resp.StatusCode, body, resp.Header.Get("Content-Type"))
+	}
+
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	resp, body = get(t, front(t, dead, false, time.Second, "").URL)
+	if resp.StatusCode != http.StatusBadGateway || body["message"] == "" {
+		t.Errorf("unreachable: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestEgressSourceAddress(t *testing.T) {
+	be, ch := backend(t, 0)
+	fr := front(t, be.URL, false, time.Second, "127.0.0.3")
+	if resp, _ := get(t, fr.URL); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if host, _, _ := net.SplitHostPort((<-ch).remoteAddr); host != "127.0.0.3" {
+		t.Fatalf("backend saw the connection from %s, want 127.0.0.3", host)
+	}
+	if _, err := NewTransport("not-an-ip"); err == nil {
+		t.Fatal("want an error for a bad egress")
+	}
+}
