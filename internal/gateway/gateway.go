@@ -1,0 +1,283 @@
+// Package gateway is Rampart's API gateway: one http.Handler built from a validated config.Gateway.
+//
+// Every request goes through the same ordered pipeline (see New): request id → access log → CORS →
+// routing → parameter mapping → integration. Each stage is a small handler that does one thing;
+// a stage that answers (a CORS refusal, a 404) never calls the rest.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/cors"
+	"github.com/rampart-edge/rampart/internal/originverify"
+	"github.com/rampart-edge/rampart/internal/proxy"
+)
+
+// DefaultIntegrationTimeout bounds a backend call when neither the route nor the gateway sets a
+// timeout; it is AWS API Gateway's limit.
+const DefaultIntegrationTimeout = 29 * time.Second
+
+// RequestIDHeader carries the gateway's request id on every response.
+const RequestIDHeader = "X-Request-Id"
+
+// Gateway is an API gateway. It is safe for concurrent use; Close releases its idle backend
+// connections.
+type Gateway struct {
+	name      string
+	handler   http.Handler
+	transport *http.Transport
+	router    *router
+	routes    []*route
+	mappings  []mapping
+	logger    *slog.Logger
+}
+
+// route is one configured route's integration.
+type route struct {
+	template string
+	proxy    *httputil.ReverseProxy
+	timeout  time.Duration
+}
+
+// New builds a gateway from cfg. keyrings holds the keyrings named by ${secret:NAME} references in
+// cfg.RequestHeaders; a missing one is an error. A nil logger discards.
+func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *slog.Logger) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "gateway", "gateway", cfg.Name)
+	g := &Gateway{name: cfg.Name, logger: logger}
+
+	policy, err := cors.New(cfg.CORS, logger)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
+	}
+	if g.router, err = newRouter(cfg.Routes); err != nil {
+		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
+	}
+	if g.mappings, err = compileMappings(cfg.RequestHeaders, keyrings); err != nil {
+		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
+	}
+	if g.transport, err = proxy.NewTransport(""); err != nil {
+		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
+	}
+	for _, rc := range cfg.Routes {
+		rt, err := g.newRoute(rc, cfg.IntegrationTimeout.Duration)
+		if err != nil {
+			return nil, fmt.Errorf("gateway %q: route %q: %w", cfg.Name, rc.Path, err)
+		}
+		g.routes = append(g.routes, rt)
+	}
+
+	// The pipeline, outermost first.
+	stages := []func(http.Handler) http.Handler{
+		g.assignRequestID, // a fresh id for the response header, the log and the backend
+		g.accessLog,       // one line per request, whoever answers it
+		policy.Wrap,       // CORS: answers preflights, refuses disallowed origins (enforce)
+		g.route,           // 400 for "..", 404, 405 with Allow; picks the route
+		g.mapParameters,   // request_headers: computes the values the backend will get
+	}
+	h := http.Handler(http.HandlerFunc(g.integrate)) // proxies to the route's backend
+	for i := len(stages) - 1; i >= 0; i-- {
+		h = stages[i](h)
+	}
+	g.handler = h
+	return g, nil
+}
+
+// ServeHTTP runs the request through the pipeline.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
+
+// Close releases idle connections to backends. In-flight requests are not interrupted.
+func (g *Gateway) Close() { g.transport.CloseIdleConnections() }
+
+func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration) (*route, error) {
+	target, err := url.Parse(rc.Integration.URL)
+	if err != nil {
+		return nil, fmt.Errorf("integration url: %w", err)
+	}
+	if (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" || target.User != nil {
+		return nil, fmt.Errorf("integration url %q: want http(s)://host[:port][/prefix]", rc.Integration.URL)
+	}
+	target.Fragment = ""
+	timeout := rc.Integration.Timeout.Duration
+	if timeout <= 0 {
+		timeout = gatewayTimeout
+	}
+	if timeout <= 0 {
+		timeout = DefaultIntegrationTimeout
+	}
+	rt := &route{template: rc.Path, timeout: timeout}
+	rt.proxy = proxy.New(proxy.Options{
+		Transport: g.transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// Hop-by-hop headers, including any the client named in Connection, are already gone
+			// from pr.Out; what is set here reaches the backend.
+			pr.SetURL(target) // joins the prefix with the routed path, keeps the query, Host = target
+			proxy.SetForwarded(pr, false)
+			g.applyMappings(pr.Out.Header, exchangeFrom(pr.In.Context()))
+		},
+		ModifyResponse: stripBackendHeaders,
+		Logger:         g.logger,
+		Component:      "gateway",
+	})
+	return rt, nil
+}
+
+// stripBackendHeaders removes the backend's CORS headers, so that the gateway's policy is the only
+// one a browser sees, and its request id, which the gateway's own replaces.
+func stripBackendHeaders(res *http.Response) error {
+	for k := range res.Header {
+		if len(k) >= len("Access-Control-") && strings.EqualFold(k[:len("Access-Control-")], "Access-Control-") ||
+			strings.EqualFold(k, RequestIDHeader) {
+			delete(res.Header, k)
+		}
+	}
+	return nil
+}
+
+// exchange is the per-request state the stages share. Stages run one after another on the request's
+// goroutine, so it needs no lock.
+type exchange struct {
+	id     string
+	route  *route         // set by routing
+	mapped []mappedHeader // set by parameter mapping
+}
+
+type exchangeKey struct{}
+
+func exchangeFrom(ctx context.Context) *exchange {
+	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
+	if ex == nil {
+		return &exchange{}
+	}
+	return ex
+}
+
+// assignRequestID gives every request a fresh random id. An inbound X-Request-Id is never taken
+// as the id: a client could otherwise forge or collide ids in the logs.
+func (g *Gateway) assignRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ex := &exchange{id: rand.Text()}
+		w.Header().Set(RequestIDHeader, ex.id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+	})
+}
+
+// accessLog writes one line per request. It logs no header values and no query string, either of
+// which may carry credentials.
+func (g *Gateway) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		ex := exchangeFrom(r.Context())
+		routeName := ""
+		if ex.route != nil {
+			routeName = ex.route.template
+		}
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		g.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
+			"duration", time.Since(start), "request_id", ex.id, "route", routeName)
+	})
+}
+
+// statusWriter records the final status. Unwrap lets http.ResponseController reach Flush and
+// Hijack, which the reverse proxy uses for streaming and upgrades.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// route resolves the request to a configured route. The path is matched percent-decoded and
+// cleaned, and that cleaned path is what the backend receives.
+func (g *Gateway) route(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := cleanPath(r.URL.Path)
+		if !ok {
+			proxy.WriteJSONError(w, http.StatusBadRequest, "Bad Request")
+			return
+		}
+		res := g.router.lookup(p)
+		if res == nil {
+			proxy.WriteJSONError(w, http.StatusNotFound, "Not Found")
+			return
+		}
+		i, ok := res.route(r.Method)
+		if !ok {
+			w.Header().Set("Allow", res.allow)
+			proxy.WriteJSONError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
+			return
+		}
+		exchangeFrom(r.Context()).route = g.routes[i]
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		u.Path, u.RawPath = p, ""
+		r2.URL = &u
+		next.ServeHTTP(w, r2)
+	})
+}
+
+// mapParameters computes the request_headers values from the inbound request before anything is
+// removed from it; applyMappings sets them on the outbound request.
+func (g *Gateway) mapParameters(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ex := exchangeFrom(r.Context())
+		ex.mapped = evaluateMappings(g.mappings, r, ex.id)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// integrate proxies to the route's backend within the route's timeout: 504 when it expires, 502
+// when the backend cannot be reached. Headers set by earlier stages (CORS, request id) stay on
+// those error responses.
+func (g *Gateway) integrate(w http.ResponseWriter, r *http.Request) {
+	rt := exchangeFrom(r.Context()).route
+	if rt == nil {
+		// Unreachable through New's pipeline; fail closed.
+		proxy.WriteJSONError(w, http.StatusInternalServerError, "Internal Server Error")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
+	defer cancel()
+	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// peerIP is the TCP peer's address, without the port.
+func peerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

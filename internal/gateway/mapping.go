@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/originverify"
+)
+
+// mapping is one compiled request_headers entry.
+type mapping struct {
+	name  string // canonical header name
+	parts []mappingPart
+}
+
+type mappingPart struct {
+	kind    config.RefKind
+	text    string
+	keyring *originverify.Keyring // for RefSecret
+}
+
+// mappedHeader is a mapping's value for one request.
+type mappedHeader struct {
+	name, value string
+}
+
+func compileMappings(hm []config.HeaderMapping, keyrings map[string]*originverify.Keyring) ([]mapping, error) {
+	var out []mapping
+	for _, h := range hm {
+		name := textproto.CanonicalMIMEHeaderKey(h.Name)
+		if name == "" || strings.ContainsAny(name, " \t\r\n:") {
+			return nil, fmt.Errorf("request_headers: %q is not a header name", h.Name)
+		}
+		m := mapping{name: name}
+		for _, p := range h.Value.Parts {
+			mp := mappingPart{kind: p.Kind, text: p.Text}
+			if p.Kind == config.RefSecret {
+				k := keyrings[p.Text]
+				if k == nil {
+					return nil, fmt.Errorf("request_headers %s: secret %q has no keyring", h.Name, p.Text)
+				}
+				mp.keyring = k
+			}
+			m.parts = append(m.parts, mp)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// evaluateMappings computes every mapping's value from the inbound request.
+func evaluateMappings(ms []mapping, r *http.Request, requestID string) []mappedHeader {
+	out := make([]mappedHeader, 0, len(ms))
+	for _, m := range ms {
+		var b strings.Builder
+		for _, p := range m.parts {
+			switch p.kind {
+			case config.RefLiteral:
+				b.WriteString(p.text)
+			case config.RefSecret:
+				b.WriteString(p.keyring.Current().Secret)
+			case config.RefRequestID:
+				b.WriteString(requestID)
+			case config.RefSourceIP:
+				b.WriteString(peerIP(r))
+			case config.RefRequestHeader:
+				b.WriteString(strings.Join(r.Header.Values(p.text), ", "))
+			}
+		}
+		out = append(out, mappedHeader{name: m.name, value: b.String()})
+	}
+	return out
+}
+
+// applyMappings gives mapped headers overwrite semantics on the outbound header: every copy of a
+// mapped name, whatever its case, is removed, then the gateway's value is set. An empty value
+// (such as a ${request.header.NAME} the client did not send) leaves the header absent.
+func (g *Gateway) applyMappings(h http.Header, ex *exchange) {
+	for _, m := range g.mappings {
+		for k := range h {
+			if strings.EqualFold(k, m.name) {
+				delete(h, k)
+			}
+		}
+	}
+	for _, mh := range ex.mapped {
+		if mh.value != "" {
+			h[mh.name] = []string{mh.value}
+		}
+	}
+}
