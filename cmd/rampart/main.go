@@ -1,0 +1,187 @@
+// Command rampart runs Rampart's secure edge: the whole topology in one process (`rampart run`), or
+// one component per process (`rampart gateway|lb|app`) from the same config file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/rampart-edge/rampart/examples"
+	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/observe"
+	"github.com/rampart-edge/rampart/internal/topology"
+)
+
+const usage = `Rampart: a self-hosted secure edge (gateway → load balancer + WAF → private apps).
+
+Usage:
+  rampart run      [-c FILE]            the whole topology in one process (embedded default without -c)
+  rampart gateway  -c FILE [--name N]   the gateway(s) of FILE
+  rampart lb       -c FILE [--name N]   the load balancer(s) of FILE
+  rampart app      -c FILE [--name N] [--listen ADDR]
+                                        the app instances of FILE (--listen: just that instance)
+  rampart validate -c FILE              check FILE and print every error with file:line:column
+  rampart version                       print the version
+
+Common flags: --log-format json|text (default json), --log-level debug|info|warn|error (default info),
+--grace DURATION (how long in-flight requests may take at shutdown, default 10s),
+--admin ADDR (for gateway/lb/app: also serve the admin listener there).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process exit, so the CLI can be tested in-process.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "rampart", version())
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "validate":
+		return validate(args, stdout, stderr)
+	case "run", "gateway", "lb", "app":
+		return serve(cmd, args, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "rampart: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+type flags struct {
+	file, name, listen, admin string
+	logFormat, logLevel       string
+	grace                     time.Duration
+}
+
+func parseFlags(cmd string, args []string, stderr io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("rampart "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.file, "c", "", "config file")
+	fs.StringVar(&f.file, "config", "", "config file (same as -c)")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if cmd != "validate" {
+		fs.DurationVar(&f.grace, "grace", 10*time.Second, "how long in-flight requests may take at shutdown")
+	}
+	if cmd == "gateway" || cmd == "lb" || cmd == "app" {
+		fs.StringVar(&f.name, "name", "", "run only the "+cmd+" of this name")
+		fs.StringVar(&f.admin, "admin", "", "also serve the admin listener on this address")
+	}
+	if cmd == "app" {
+		fs.StringVar(&f.listen, "listen", "", "run only the instance listening on this address")
+	}
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected argument %q (flags go like -c FILE)", fs.Arg(0))
+	}
+	if f.file == "" && cmd != "run" {
+		return f, fmt.Errorf("rampart %s needs a config file: -c FILE", cmd)
+	}
+	return f, nil
+}
+
+// loadConfig reads the file, or the embedded default when file is empty.
+func loadConfig(file string) (*config.Config, error) {
+	if file == "" {
+		return config.Parse("<embedded default>", examples.Default, os.LookupEnv)
+	}
+	return config.Load(file)
+}
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags("validate", args, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if _, err := loadConfig(f.file); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", f.file)
+	return 0
+}
+
+func serve(cmd string, args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(cmd, args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, err)
+		}
+		return 2
+	}
+	level, err := observe.ParseLevel(f.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	redactor := &observe.Redactor{}
+	logger, err := observe.NewLogger(stderr, f.logFormat, level, redactor)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	cfg, err := loadConfig(f.file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+
+	sel := topology.Selection{Name: f.name, Listen: f.listen, AdminListen: f.admin, Kinds: map[topology.Kind]bool{}}
+	switch cmd {
+	case "run":
+		for _, k := range []topology.Kind{topology.KindGateway, topology.KindLB, topology.KindApp, topology.KindWeb, topology.KindAdmin} {
+			sel.Kinds[k] = true
+		}
+	default:
+		sel.Kinds[topology.Kind(cmd)] = true
+		sel.Kinds[topology.KindAdmin] = f.admin != ""
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	topo, err := topology.Build(ctx, cfg, sel, topology.Options{Logger: logger, Redactor: redactor, Version: version()})
+	if err != nil {
+		logger.Error("cannot start", "error", err)
+		return 1
+	}
+	if err := topo.Listen(); err != nil {
+		logger.Error("cannot start", "error", err)
+		return 1
+	}
+	printBanner(stdout, cmd, cfg, topo)
+	logger.Info("started", "command", cmd, "config", cfg.File, "version", version())
+	if err := topo.Serve(ctx, f.grace); err != nil {
+		logger.Error("server failed", "error", err)
+		return 1
+	}
+	logger.Info("stopped")
+	return 0
+}
