@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +112,18 @@ func TestDefaultTopology(t *testing.T) {
 		if hasItem(listItems(t), name) {
 			t.Fatal("the backend created the item of a blocked origin")
 		}
+		// A blocked GET must not reach the app either: no app access-log line carries its id.
+		r = do(t, "GET", gatewayURL+"/whoami", "", "Origin", disallowed)
+		id := r.header.Get("X-Request-Id")
+		if r.status != 403 || id == "" {
+			t.Fatalf("blocked GET: status %d, request id %q", r.status, id)
+		}
+		do(t, "GET", gatewayURL+"/items", "") // a later request, so the app's log has caught up
+		for _, line := range strings.Split(p.stderr.String(), "\n") {
+			if strings.Contains(line, id) && strings.Contains(line, `"component":"app"`) {
+				t.Fatalf("the app served a request from a blocked origin: %s", line)
+			}
+		}
 	})
 
 	t.Run("preflights", func(t *testing.T) {
@@ -170,8 +185,14 @@ func TestDefaultTopology(t *testing.T) {
 
 	t.Run("apps refuse connections from outside the tier", func(t *testing.T) {
 		for _, addr := range []string{"127.0.0.2:9001", "127.0.0.2:9002"} {
-			if r, err := tryDo("GET", "http://"+addr+"/items", ""); err == nil {
+			r, err := tryDo("GET", "http://"+addr+"/items", "")
+			if err == nil {
 				t.Errorf("direct call to %s from 127.0.0.1 answered %d, want the connection refused", addr, r.status)
+				continue
+			}
+			// allow_from resets the connection; a timeout or anything else is a different failure.
+			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("direct call to %s: %v, want the connection reset", addr, err)
 			}
 		}
 	})
@@ -227,8 +248,8 @@ func TestOneProcessPerComponent(t *testing.T) {
 	if err := os.WriteFile(cfg, examples.Default, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	app1 := start(t, dir, "app", "-c", cfg, "--listen", "127.0.0.2:9001")
-	app2 := start(t, dir, "app", "-c", cfg, "--listen", "127.0.0.2:9002")
+	app1 := start(t, dir, "app", "-c", cfg, "--listen", "127.0.0.2:9001", "--log-level", "debug")
+	app2 := start(t, dir, "app", "-c", cfg, "--listen", "127.0.0.2:9002", "--log-level", "debug")
 	for _, app := range []*proc{app1, app2} {
 		eventually(t, 30*time.Second, func() error {
 			if !strings.Contains(app.stdout.String(), "Press Ctrl-C") {
@@ -241,8 +262,8 @@ func TestOneProcessPerComponent(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ".rampart", "origin-verify.keys")); err == nil {
 		t.Fatal("an app process created the origin-verify keyring")
 	}
-	start(t, dir, "lb", "-c", cfg, "--name", "app-alb")
-	gw := start(t, dir, "gateway", "-c", cfg)
+	lb := start(t, dir, "lb", "-c", cfg, "--name", "app-alb", "--log-level", "debug")
+	gw := start(t, dir, "gateway", "-c", cfg, "--log-level", "debug")
 	waitHTTP(t, gw, gatewayURL+"/items")
 	eventually(t, 10*time.Second, func() error {
 		seen := map[string]bool{}
@@ -276,4 +297,14 @@ func TestOneProcessPerComponent(t *testing.T) {
 		return nil
 	})
 	t.Logf("traffic moved to items-1 %v after items-2 stopped", time.Since(stopped).Round(time.Millisecond))
+
+	key := currentKey(t, dir)
+	for _, p := range []*proc{gw, lb, app1} {
+		p.stop()
+	}
+	for i, p := range []*proc{gw, lb, app1, app2} {
+		if strings.Contains(p.output(), key) {
+			t.Errorf("process %d (%v) printed the origin-verify key", i, p.cmd.Args[1:])
+		}
+	}
 }

@@ -58,6 +58,12 @@ func NewLogger(w io.Writer, format string, level slog.Level, red *Redactor) (*sl
 				a.Value = slog.StringValue(red.Redact(x.Error()))
 			case fmt.Stringer:
 				a.Value = slog.StringValue(red.Redact(x.String()))
+			default:
+				// Maps, slices and structs (an http.Header, say) keep their shape unless their
+				// rendering holds a secret; then the redacted rendering replaces them.
+				if s := fmt.Sprint(x); red.Redact(s) != s {
+					a.Value = slog.StringValue(red.Redact(s))
+				}
 			}
 		}
 		return a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -19,13 +20,14 @@ func TestLoggerRedactsSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 		log.Info("msg", "plain", "header="+secret, "err", errors.New("bad key "+secret),
-			slog.Group("g", "nested", secret), "short", "axb")
+			slog.Group("g", "nested", secret), "short", "axb",
+			"headers", http.Header{"X-Origin-Verify": {secret}}, "list", []string{"a", secret})
 		out := buf.String()
 		if strings.Contains(out, secret) {
 			t.Errorf("%s: secret leaked: %s", format, out)
 		}
-		if got := strings.Count(out, "[REDACTED]"); got != 3 {
-			t.Errorf("%s: %d redactions, want 3: %s", format, got, out)
+		if got := strings.Count(out, "[REDACTED]"); got != 5 {
+			t.Errorf("%s: %d redactions, want 5: %s", format, got, out)
 		}
 		if !strings.Contains(out, "axb") { // "x" is too short to be redacted
 			t.Errorf("%s: output mangled: %s", format, out)

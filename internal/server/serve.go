@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -16,6 +18,10 @@ type Unit struct {
 	Name     string // for logs: "gateway public-api", "app items-1"
 	Listener net.Listener
 	Handler  http.Handler
+	// Tier orders shutdown: every unit of a lower tier has finished its in-flight requests before
+	// a higher tier starts shutting down, so a request the gateway accepted can still cross the
+	// load balancer to an app while the process stops.
+	Tier int
 }
 
 // Limits every server applies; they bound what a slow or hostile client can hold.
@@ -25,8 +31,9 @@ const (
 	maxHeaderBytes    = 64 << 10 // over this, net/http answers 431
 )
 
-// Serve runs every unit until ctx is done, then shuts them all down gracefully: listeners close at
-// once, in-flight requests get up to grace to finish. It returns the first serve error, if a server
+// Serve runs every unit until ctx is done, then shuts them down gracefully, tier by tier: a tier's
+// listeners close and its in-flight requests finish before the next tier begins. All tiers share
+// one grace period. It returns the first serve error, if a server
 // failed on its own before ctx was done (the others are then shut down too).
 func Serve(ctx context.Context, units []Unit, grace time.Duration, logger *slog.Logger) error {
 	if logger == nil {
@@ -60,18 +67,24 @@ func Serve(ctx context.Context, units []Unit, grace time.Duration, logger *slog.
 	<-ctx.Done()
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer stop()
-	var sw sync.WaitGroup
-	for i, srv := range servers {
-		sw.Add(1)
-		go func() {
-			defer sw.Done()
-			if err := srv.Shutdown(shutdownCtx); err != nil {
-				logger.Warn("shutdown did not finish in time; closing", "server", units[i].Name, "error", err)
-				_ = srv.Close()
-			}
-		}()
+	tiers := map[int][]int{}
+	for i, u := range units {
+		tiers[u.Tier] = append(tiers[u.Tier], i)
 	}
-	sw.Wait()
+	for _, tier := range slices.Sorted(maps.Keys(tiers)) {
+		var sw sync.WaitGroup
+		for _, i := range tiers[tier] {
+			sw.Add(1)
+			go func() {
+				defer sw.Done()
+				if err := servers[i].Shutdown(shutdownCtx); err != nil {
+					logger.Warn("shutdown did not finish in time; closing", "server", units[i].Name, "error", err)
+					_ = servers[i].Close()
+				}
+			}()
+		}
+		sw.Wait()
+	}
 	wg.Wait()
 	close(errs)
 	return <-errs // nil when the channel is empty

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -139,5 +140,65 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestShutdownByTier: a request the outer tier accepted before shutdown still reaches the inner
+// tier, because the inner tier stops only after the outer one has drained.
+func TestShutdownByTier(t *testing.T) {
+	inner, err := Listen("127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer, err := Listen("127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	innerURL := "http://" + inner.Addr().String()
+	entered, release := make(chan struct{}), make(chan struct{})
+	outerH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get(innerURL)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		io.Copy(w, resp.Body)
+	})
+	innerH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "inner") })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, []Unit{{Name: "inner", Listener: inner, Handler: innerH, Tier: 1}, {Name: "outer", Listener: outer, Handler: outerH, Tier: 0}}, 5*time.Second, nil)
+	}()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + outer.Addr().String())
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	<-entered
+	cancel()
+	// The outer tier stops accepting while the inner one still serves.
+	waitFor(t, func() bool {
+		c, err := net.DialTimeout("tcp", outer.Addr().String(), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(release)
+	if r := <-got; r != "200 inner" {
+		t.Fatalf("in-flight request across tiers: %q, want \"200 inner\"", r)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
