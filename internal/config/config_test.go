@@ -102,16 +102,6 @@ func TestDefaultExample(t *testing.T) {
 	}
 }
 
-// TestDefaultExampleMatchesFile guards the embed: the embedded bytes are the file users read.
-func TestDefaultExampleMatchesFile(t *testing.T) {
-	data, err := os.ReadFile("../../examples/rampart.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(data) != string(examples.Default) {
-		t.Error("examples.Default differs from examples/rampart.yaml")
-	}
-}
 
 func TestValidFull(t *testing.T) {
 	data, err := os.ReadFile("testdata/valid/full.yaml")
