@@ -31,9 +31,12 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 work=$(mktemp -d /tmp/rampart-bench.XXXXXX)
 export BENCH_DIR=$work
-pids=()
+# Every process started is recorded in $work/pids (start runs in command substitutions, whose
+# variables do not reach this shell), and killed on exit.
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	if [ -f "$work/pids" ]; then
+		while read -r p; do kill "$p" 2>/dev/null || true; done <"$work/pids"
+	fi
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -53,7 +56,7 @@ start() {
 	local name=$1
 	shift
 	taskset -c "$SERVER_CPU" "$@" >"$work/$name.log" 2>&1 &
-	pids+=($!)
+	echo $! >>"$work/pids"
 	echo $!
 }
 

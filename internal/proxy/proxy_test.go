@@ -125,3 +125,37 @@ func TestEgressSourceAddress(t *testing.T) {
 		t.Fatal("want an error for a bad egress")
 	}
 }
+
+// TestStreamingResponsesAreFlushed: server-sent events reach the client as they are written, not
+// when the backend finishes, although the proxy does not flush after every write in general.
+func TestStreamingResponsesAreFlushed(t *testing.T) {
+	finish := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-finish
+	}))
+	defer be.Close()
+	defer close(finish)
+	fr := front(t, be.URL, false, 10*time.Second, "")
+	resp, err := http.Get(fr.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, _ := io.ReadAtLeast(resp.Body, buf, len("data: first\n\n"))
+		got <- string(buf[:n])
+	}()
+	select {
+	case s := <-got:
+		if s != "data: first\n\n" {
+			t.Fatalf("got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event did not arrive while the stream was open")
+	}
+}
