@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -52,6 +53,8 @@ type Options struct {
 	// every response of the component carries.
 	OnError func(w http.ResponseWriter, r *http.Request)
 	Logger  *slog.Logger
+	// BufferPool, when set, is shared by several proxies; New makes one per proxy otherwise.
+	BufferPool httputil.BufferPool
 	// Component names the proxy in logs ("gateway", "lb").
 	Component string
 }
@@ -62,7 +65,12 @@ func New(o Options) *httputil.ReverseProxy {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	pool := o.BufferPool
+	if pool == nil {
+		pool = NewBufferPool()
+	}
 	return &httputil.ReverseProxy{
+		BufferPool:     pool,
 		Rewrite:        o.Rewrite,
 		Transport:      o.Transport,
 		ModifyResponse: o.ModifyResponse,
@@ -128,4 +136,25 @@ func WriteJSONError(w http.ResponseWriter, status int, msg string) {
 		Message string `json:"message"`
 	}{msg})
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// bufferPool recycles the buffers ReverseProxy copies bodies through. Without it every request
+// allocates 32 KB, three quarters of all allocation in the benchmark chain.
+type bufferPool struct{ p sync.Pool }
+
+// NewBufferPool returns a pool of 32 KB copy buffers for httputil.ReverseProxy.
+func NewBufferPool() httputil.BufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any {
+		b := make([]byte, 32<<10)
+		return &b
+	}}}
+}
+
+func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
+	}
 }
