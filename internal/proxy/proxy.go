@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -71,7 +72,7 @@ func New(o Options) *httputil.ReverseProxy {
 	}
 	return &httputil.ReverseProxy{
 		BufferPool:     pool,
-		Rewrite:        o.Rewrite,
+		Rewrite:        stripH2C(o.Rewrite),
 		Transport:      o.Transport,
 		ModifyResponse: o.ModifyResponse,
 		// Zero: no flush per write, which would split every response into extra syscalls (13 % of
@@ -156,5 +157,22 @@ func (b *bufferPool) Put(buf []byte) {
 	if cap(buf) == 32<<10 {
 		buf = buf[:cap(buf)]
 		b.p.Put(&buf)
+	}
+}
+
+// stripH2C wraps rewrite so that a client's "Upgrade: h2c" never reaches the backend.
+// ReverseProxy forwards protocol upgrades (WebSocket needs that), but an h2c upgrade through a proxy
+// turns the connection into an HTTP/2 tunnel to the backend that bypasses every rule of the edge
+// (h2c smuggling). The request itself is forwarded as plain HTTP/1.1.
+func stripH2C(rewrite func(*httputil.ProxyRequest)) func(*httputil.ProxyRequest) {
+	return func(pr *httputil.ProxyRequest) {
+		if up := pr.Out.Header.Get("Upgrade"); up != "" && strings.EqualFold(strings.TrimSpace(up), "h2c") {
+			pr.Out.Header.Del("Upgrade")
+			pr.Out.Header.Del("Connection")
+			pr.Out.Header.Del("Http2-Settings")
+		}
+		if rewrite != nil {
+			rewrite(pr)
+		}
 	}
 }

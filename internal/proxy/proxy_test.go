@@ -159,3 +159,30 @@ func TestStreamingResponsesAreFlushed(t *testing.T) {
 		t.Fatal("the first event did not arrive while the stream was open")
 	}
 }
+
+// TestH2CUpgradeStripped: an h2c upgrade never reaches the backend (it would open an HTTP/2 tunnel
+// past the edge's rules), while a WebSocket upgrade still does.
+func TestH2CUpgradeStripped(t *testing.T) {
+	for _, tc := range []struct {
+		upgrade     string
+		wantUpgrade string
+	}{
+		{"h2c", ""},
+		{"H2C ", ""},
+		{"websocket", "websocket"},
+	} {
+		be, ch := backend(t, 0)
+		fr := front(t, be.URL, false, time.Second, "")
+		resp, _ := get(t, fr.URL, "Connection", "Upgrade, HTTP2-Settings", "Upgrade", tc.upgrade, "HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")
+		if resp.StatusCode != 200 {
+			t.Fatalf("Upgrade %q: status %d", tc.upgrade, resp.StatusCode)
+		}
+		got := <-ch
+		if up := got.header.Get("Upgrade"); up != tc.wantUpgrade {
+			t.Errorf("Upgrade %q: backend saw Upgrade %q, want %q", tc.upgrade, up, tc.wantUpgrade)
+		}
+		if got.header.Get("Http2-Settings") != "" {
+			t.Errorf("Upgrade %q: backend saw HTTP2-Settings", tc.upgrade)
+		}
+	}
+}
