@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -72,7 +73,7 @@ func New(o Options) *httputil.ReverseProxy {
 	}
 	return &httputil.ReverseProxy{
 		BufferPool:     pool,
-		Rewrite:        stripH2C(o.Rewrite),
+		Rewrite:        guardOutbound(o.Rewrite),
 		Transport:      o.Transport,
 		ModifyResponse: o.ModifyResponse,
 		// Zero: no flush per write, which would split every response into extra syscalls (13 % of
@@ -91,11 +92,19 @@ func New(o Options) *httputil.ReverseProxy {
 	}
 }
 
-// Classify maps a proxy error to a status and a short message: 504 for a timeout, 499-style client
-// cancellation reported as 502 (nobody reads it), 502 for everything else.
+// Classify maps a proxy error to a status and a short message. The client's body comes first: 413
+// over a limit, 408 too slow, 400 malformed; then 504 for a backend timeout and 502 for the rest.
 func Classify(r *http.Request, err error) (int, string) {
 	var netErr net.Error
+	var tooLarge *http.MaxBytesError
+	var bodyErr *ClientBodyError
 	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, "Request Entity Too Large"
+	case errors.As(err, &bodyErr) && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()):
+		return http.StatusRequestTimeout, "Request Timeout: the request body did not arrive in time"
+	case errors.As(err, &bodyErr):
+		return http.StatusBadRequest, "Bad Request: malformed request body"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
 		return http.StatusGatewayTimeout, "Endpoint request timed out"
@@ -160,19 +169,44 @@ func (b *bufferPool) Put(buf []byte) {
 	}
 }
 
-// stripH2C wraps rewrite so that a client's "Upgrade: h2c" never reaches the backend.
-// ReverseProxy forwards protocol upgrades (WebSocket needs that), but an h2c upgrade through a proxy
-// turns the connection into an HTTP/2 tunnel to the backend that bypasses every rule of the edge
-// (h2c smuggling). The request itself is forwarded as plain HTTP/1.1.
-func stripH2C(rewrite func(*httputil.ProxyRequest)) func(*httputil.ProxyRequest) {
+// guardOutbound wraps rewrite with what every outbound request needs whatever the component:
+//
+//   - A client's "Upgrade: h2c" never reaches the backend. ReverseProxy forwards protocol upgrades
+//     (WebSocket needs that), but an h2c upgrade through a proxy turns the connection into an
+//     HTTP/2 tunnel to the backend that bypasses every rule of the edge (h2c smuggling). The
+//     request itself is forwarded as plain HTTP/1.1.
+//   - Errors reading the client's body are marked, so that a malformed chunked body is answered
+//     400 (the client's fault), not 502 (the backend's).
+func guardOutbound(rewrite func(*httputil.ProxyRequest)) func(*httputil.ProxyRequest) {
 	return func(pr *httputil.ProxyRequest) {
 		if up := pr.Out.Header.Get("Upgrade"); up != "" && strings.EqualFold(strings.TrimSpace(up), "h2c") {
 			pr.Out.Header.Del("Upgrade")
 			pr.Out.Header.Del("Connection")
 			pr.Out.Header.Del("Http2-Settings")
 		}
+		if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+			pr.Out.Body = clientBody{pr.Out.Body}
+		}
 		if rewrite != nil {
 			rewrite(pr)
 		}
 	}
+}
+
+// ClientBodyError is an error reading the request body from the client.
+type ClientBodyError struct{ Err error }
+
+func (e *ClientBodyError) Error() string {
+	return "reading the client's request body: " + e.Err.Error()
+}
+func (e *ClientBodyError) Unwrap() error { return e.Err }
+
+type clientBody struct{ io.ReadCloser }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &ClientBodyError{Err: err}
+	}
+	return n, err
 }

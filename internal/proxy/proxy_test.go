@@ -1,14 +1,19 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -184,5 +189,46 @@ func TestH2CUpgradeStripped(t *testing.T) {
 		if got.header.Get("Http2-Settings") != "" {
 			t.Errorf("Upgrade %q: backend saw HTTP2-Settings", tc.upgrade)
 		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	timeout := &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"malformed chunked body", &ClientBodyError{Err: errors.New("invalid byte in chunk length")}, 400},
+		{"body over the limit", &ClientBodyError{Err: &http.MaxBytesError{Limit: 10}}, 413},
+		{"slow body", &ClientBodyError{Err: timeout}, 408},
+		{"backend timeout", context.DeadlineExceeded, 504},
+		{"backend read timeout", timeout, 504},
+		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, 502},
+		{"wrapped body error", fmt.Errorf("write: %w", &ClientBodyError{Err: io.ErrUnexpectedEOF}), 400},
+	} {
+		if got, _ := Classify(nil, tc.err); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestMalformedClientBodyIs400: a chunked body that breaks off mid-way is the client's fault.
+func TestMalformedClientBodyIs400(t *testing.T) {
+	be, _ := backend(t, 0)
+	fr := front(t, be.URL, false, 5*time.Second, "")
+	c, err := net.Dial("tcp", fr.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
 	}
 }
