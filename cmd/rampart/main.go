@@ -29,6 +29,10 @@ Usage:
   rampart app      -c FILE [--name N] [--listen ADDR]
                                         the app instances of FILE (--listen: just that instance)
   rampart validate -c FILE              check FILE and print every error with file:line:column
+  rampart secret rotate NAME -c FILE [--propagation 10s] [--grace 1m]
+                                        rotate a keyring without downtime (secret list NAME: its key states)
+  rampart certs init --dir DIR          a private CA and certificates for mTLS from gateway to load balancer
+  rampart probe -c FILE [--json]        audit a running deployment from outside; exits 1 if a bypass works
   rampart version                       print the version
 
 Common flags: --log-format json|text (default json), --log-level debug|info|warn|error (default info),
@@ -58,6 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args, stdout, stderr)
 	case "run", "gateway", "lb", "app":
 		return serve(cmd, args, stdout, stderr)
+	case "secret": // secret.go
+		return secretCmd(context.Background(), args, stdout, stderr)
+	case "certs": // certs.go
+		return certsCmd(args, stdout, stderr)
+	case "probe": // probe.go
+		return probeCmd(context.Background(), args, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "rampart: unknown command %q\n\n%s", cmd, usage)
 		return 2

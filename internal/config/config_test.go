@@ -102,7 +102,6 @@ func TestDefaultExample(t *testing.T) {
 	}
 }
 
-
 func TestValidFull(t *testing.T) {
 	data, err := os.ReadFile("testdata/valid/full.yaml")
 	if err != nil {

@@ -400,6 +400,10 @@ func (d *decoder) decodeHeaders(n *yaml.Node, v reflect.Value, path string) {
 			d.nodeErr(val, child, "", "%s", err)
 			continue
 		}
+		if msg, hint := checkHeaderTemplate(t); msg != "" {
+			d.nodeErr(val, child, hint, "%s", msg)
+			continue
+		}
 		out = append(out, HeaderMapping{Name: canon, Value: t})
 	}
 	v.Set(reflect.ValueOf(out))
@@ -492,4 +496,28 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkHeaderTemplate rejects what net/http would refuse to send at request time, so that a value
+// that passes validation cannot turn every proxied request into a 502: control characters in the
+// literal text (including what ${env:…} expanded to) and a ${request.header.NAME} that is not a
+// header name.
+func checkHeaderTemplate(t Template) (msg, hint string) {
+	for _, p := range t.Parts {
+		switch p.Kind {
+		case RefLiteral:
+			for i := 0; i < len(p.Text); i++ {
+				if b := p.Text[i]; (b < 0x20 && b != '\t') || b == 0x7f {
+					return fmt.Sprintf("header value has control character %#02x at byte %d", b, i),
+						"remove control characters such as newlines; net/http refuses to send them, so every request would fail"
+				}
+			}
+		case RefRequestHeader:
+			if !isToken(p.Text) {
+				return fmt.Sprintf("${request.header.%s} does not name a header", p.Text),
+					"a header name is letters, digits and !#$%&'*+-.^_`|~, such as ${request.header.X-Client-Id}"
+			}
+		}
+	}
+	return "", ""
 }

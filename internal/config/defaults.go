@@ -78,9 +78,11 @@ func applyDefaults(c *Config, d *decoder) {
 		if !set(p + ".cors.allow_methods") {
 			g.CORS.AllowMethods = methods
 		}
+		applyGatewayDefaults(g, p, set) // validate_gateway.go
 	}
 	for i := range c.LoadBalancers {
 		lb := &c.LoadBalancers[i]
+		applyLBDefaults(lb, "load_balancers["+strconv.Itoa(i)+"]", set) // types_lb.go
 		for j := range lb.Listeners {
 			l := &lb.Listeners[j]
 			for k := range l.Rules {

@@ -14,9 +14,10 @@ var update = flag.Bool("update", false, "rewrite testdata/invalid/*.golden from 
 // testEnv is the environment the test files see. The secret's value must never appear in any
 // error message.
 var testEnv = map[string]string{
-	"RAMPART_TEST_SECRET": "s3cret-value-never-printed",
-	"RAMPART_TEST_PORT":   "8080",
-	"RAMPART_KEYS_DIR":    "/var/lib/rampart",
+	"RAMPART_TEST_MULTILINE": "line1\nline2",
+	"RAMPART_TEST_SECRET":    "s3cret-value-never-printed",
+	"RAMPART_TEST_PORT":      "8080",
+	"RAMPART_KEYS_DIR":       "/var/lib/rampart",
 }
 
 func lookupTestEnv(name string) (string, bool) {

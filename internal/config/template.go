@@ -16,12 +16,15 @@ const (
 	RefRequestID                    // ${context.requestId}
 	RefSourceIP                     // ${context.sourceIp}: the TCP peer's address
 	RefRequestHeader                // ${request.header.NAME}: an inbound header's value
+	RefSigned                       // ${signed:NAME}: a signed origin-verify token made with keyring NAME
+	RefClaim                        // ${context.authorizer.claims.NAME}: a claim of the request's verified JWT
+	RefAPIKeyID                     // ${context.identity.apiKeyId}: the id (never the value) of the request's API key
 )
 
 // Part is one piece of a Template.
 type Part struct {
 	Kind RefKind
-	// Text is the literal for RefLiteral; the secret name for RefSecret; the canonical header
+	// Text is the literal for RefLiteral; the secret name for RefSecret and RefSigned; the canonical header
 	// name for RefRequestHeader.
 	Text string
 }
@@ -65,6 +68,13 @@ func ParseTemplate(s string, lookupEnv func(string) (string, bool)) (Template, e
 			}
 			flush()
 			t.Parts = append(t.Parts, Part{Kind: RefSecret, Text: name})
+		case strings.HasPrefix(ref, "signed:"):
+			name := strings.TrimPrefix(ref, "signed:")
+			if name == "" {
+				return Template{}, fmt.Errorf("empty secret name in ${%s}: write ${signed:NAME}", ref)
+			}
+			flush()
+			t.Parts = append(t.Parts, Part{Kind: RefSigned, Text: name})
 		case strings.HasPrefix(ref, "env:"):
 			name := strings.TrimPrefix(ref, "env:")
 			v, ok := lookupEnv(name)
@@ -78,6 +88,16 @@ func ParseTemplate(s string, lookupEnv func(string) (string, bool)) (Template, e
 		case ref == "context.sourceIp":
 			flush()
 			t.Parts = append(t.Parts, Part{Kind: RefSourceIP})
+		case strings.HasPrefix(ref, "context.authorizer.claims."):
+			name := strings.TrimPrefix(ref, "context.authorizer.claims.")
+			if name == "" {
+				return Template{}, fmt.Errorf("empty claim name in ${%s}: write ${context.authorizer.claims.NAME}", ref)
+			}
+			flush()
+			t.Parts = append(t.Parts, Part{Kind: RefClaim, Text: name})
+		case ref == "context.identity.apiKeyId":
+			flush()
+			t.Parts = append(t.Parts, Part{Kind: RefAPIKeyID})
 		case strings.HasPrefix(ref, "request.header."):
 			name := strings.TrimPrefix(ref, "request.header.")
 			if name == "" {
@@ -86,7 +106,7 @@ func ParseTemplate(s string, lookupEnv func(string) (string, bool)) (Template, e
 			flush()
 			t.Parts = append(t.Parts, Part{Kind: RefRequestHeader, Text: textproto.CanonicalMIMEHeaderKey(name)})
 		default:
-			return Template{}, fmt.Errorf("unknown reference ${%s}: write one of ${secret:NAME}, ${env:NAME}, ${context.requestId}, ${context.sourceIp}, ${request.header.NAME}", ref)
+			return Template{}, fmt.Errorf("unknown reference ${%s}: write one of ${secret:NAME}, ${signed:NAME}, ${env:NAME}, ${context.requestId}, ${context.sourceIp}, ${request.header.NAME}", ref)
 		}
 	}
 	flush()
@@ -97,7 +117,7 @@ func ParseTemplate(s string, lookupEnv func(string) (string, bool)) (Template, e
 func (t Template) Secrets() []string {
 	var names []string
 	for _, p := range t.Parts {
-		if p.Kind == RefSecret {
+		if p.Kind == RefSecret || p.Kind == RefSigned {
 			names = append(names, p.Text)
 		}
 	}

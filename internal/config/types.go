@@ -34,6 +34,8 @@ type Gateway struct {
 	Name   string `yaml:"name"`
 	Listen string `yaml:"listen"`
 	CORS   CORS   `yaml:"cors"`
+	// WebACL names a web ACL evaluated on every request before CORS and routing (optional).
+	WebACL string `yaml:"web_acl"`
 	// RequestHeaders is parameter mapping with overwrite semantics, in file order: every inbound
 	// copy of a mapped header is removed before the gateway sets its own value.
 	RequestHeaders []HeaderMapping `yaml:"request_headers"`
@@ -41,6 +43,13 @@ type Gateway struct {
 	// IntegrationTimeout bounds each backend call (default 29s, as in AWS API Gateway); a route's
 	// integration.timeout overrides it.
 	IntegrationTimeout Duration `yaml:"integration_timeout"`
+	// Throttling, API keys, usage plans and authorizers: see types_gateway.go and docs/gateway.md.
+	RateLimitStore string       `yaml:"rate_limit_store"`
+	OnStoreError   string       `yaml:"on_store_error"`
+	Throttle       []Throttle   `yaml:"throttle"`
+	APIKeys        *APIKeys     `yaml:"api_keys"`
+	UsagePlans     []UsagePlan  `yaml:"usage_plans"`
+	Authorizers    []Authorizer `yaml:"authorizers"`
 }
 
 // HeaderMapping is one `Name: template` entry of request_headers. YAML gives it as a mapping; the
@@ -77,12 +86,29 @@ type Route struct {
 	Path        string      `yaml:"path"`
 	Methods     []string    `yaml:"methods"`
 	Integration Integration `yaml:"integration"`
+	// Throttle, Authorizer, Scopes and APIKeyRequired: see types_gateway.go and docs/gateway.md.
+	Throttle       []Throttle `yaml:"throttle"`
+	Authorizer     string     `yaml:"authorizer"`
+	Scopes         []string   `yaml:"scopes"`
+	APIKeyRequired *bool      `yaml:"api_key_required"`
 }
 
 // Integration is the backend a route proxies to.
 type Integration struct {
 	URL     string   `yaml:"url"`
 	Timeout Duration `yaml:"timeout"`
+	// TLS configures an https:// integration: the CA that signs the backend's certificate and the
+	// client certificate the gateway presents (mTLS to the load balancer).
+	TLS *IntegrationTLS `yaml:"tls"`
+}
+
+// IntegrationTLS is the gateway's side of TLS to a backend. Files are PEM.
+type IntegrationTLS struct {
+	// CAFile verifies the backend's certificate instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the client certificate presented to the backend (set both).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // LoadBalancer is an application load balancer: listeners with rules, and target groups.
@@ -93,6 +119,11 @@ type LoadBalancer struct {
 	Egress       string        `yaml:"egress"`
 	Listeners    []Listener    `yaml:"listeners"`
 	TargetGroups []TargetGroup `yaml:"target_groups"`
+	// Attributes of the whole load balancer, as in AWS ALB (types_lb.go, docs/load-balancer.md).
+	IdleTimeout             Duration `yaml:"idle_timeout"`
+	DesyncMitigationMode    string   `yaml:"desync_mitigation_mode"`
+	XForwardedFor           string   `yaml:"x_forwarded_for"`
+	DropInvalidHeaderFields bool     `yaml:"drop_invalid_header_fields"`
 }
 
 // Listener is one load balancer listener. Its web ACL is evaluated before any rule.
@@ -101,6 +132,22 @@ type Listener struct {
 	WebACL        string `yaml:"web_acl"`
 	Rules         []Rule `yaml:"rules"`
 	DefaultAction Action `yaml:"default_action"`
+	// TLS, when set, makes the listener HTTPS, and with client_ca_file verifies client
+	// certificates (mTLS from the gateway).
+	TLS *ListenerTLS `yaml:"tls"`
+}
+
+// ListenerTLS is a listener's certificate and client-certificate policy. Files are PEM.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile verifies client certificates; with RequireClientCert a handshake without a
+	// valid one fails, so nothing but holders of a certificate it signed can send a request.
+	ClientCAFile      string `yaml:"client_ca_file"`
+	RequireClientCert bool   `yaml:"require_client_cert"`
+	// ClientSubjects, when set, admits only client certificates whose subject is listed, written
+	// as "CN=rampart-gateway,O=Rampart" (RFC 2253 order, as `rampart certs init` prints it).
+	ClientSubjects []string `yaml:"client_subjects"`
 }
 
 // Rule is a prioritized listener rule; lower priority values are evaluated first.
@@ -114,17 +161,27 @@ type Rule struct {
 type Conditions struct {
 	Path []string `yaml:"path"`
 	Host []string `yaml:"host"`
+	// Method, Header, Query and SourceIP: see types_lb.go and docs/load-balancer.md.
+	Method   []string            `yaml:"method"`
+	Header   map[string][]string `yaml:"header"`
+	Query    map[string]string   `yaml:"query"`
+	SourceIP []string            `yaml:"source_ip"`
 }
 
 // Action is what a rule or default action does. Exactly one field is set.
 type Action struct {
 	Forward       *Forward       `yaml:"forward"`
 	FixedResponse *FixedResponse `yaml:"fixed_response"`
+	Redirect      *Redirect      `yaml:"redirect"`
 }
 
 // Forward sends the request to a target group.
 type Forward struct {
 	TargetGroup string `yaml:"target_group"`
+	// TargetGroups splits traffic by weight over several groups (instead of target_group), with
+	// optional group stickiness.
+	TargetGroups []WeightedTargetGroup `yaml:"target_groups"`
+	Stickiness   *GroupStickiness      `yaml:"stickiness"`
 }
 
 // FixedResponse answers without contacting any target.
@@ -136,7 +193,9 @@ type FixedResponse struct {
 
 // Balancing algorithms.
 const (
-	RoundRobin = "round_robin"
+	RoundRobin               = "round_robin"
+	LeastOutstandingRequests = "least_outstanding_requests"
+	WeightedRandom           = "weighted_random"
 )
 
 // TargetGroup is a set of targets with an algorithm and a health check.
@@ -145,6 +204,14 @@ type TargetGroup struct {
 	Algorithm   string      `yaml:"algorithm"`
 	Targets     []string    `yaml:"targets"`
 	HealthCheck HealthCheck `yaml:"health_check"`
+	// The keys below are described in types_lb.go and docs/load-balancer.md.
+	Weights             map[string]int    `yaml:"weights"`
+	SlowStart           Duration          `yaml:"slow_start"`
+	Stickiness          *Stickiness       `yaml:"stickiness"`
+	Retry               *Retry            `yaml:"retry"`
+	OutlierDetection    *OutlierDetection `yaml:"outlier_detection"`
+	DeregistrationDelay Duration          `yaml:"deregistration_delay"`
+	RequestTimeout      Duration          `yaml:"request_timeout"`
 }
 
 // HealthCheck is an active HTTP health check. A target is healthy after HealthyThreshold
@@ -157,6 +224,8 @@ type HealthCheck struct {
 	UnhealthyThreshold int      `yaml:"unhealthy_threshold"`
 	// Matcher lists accepted status codes and ranges, such as "200-399" (the default) or "200,302".
 	Matcher string `yaml:"matcher"`
+	// Port is the port checks are sent to; 0 (the default) is the target's own port.
+	Port int `yaml:"port"`
 }
 
 // WAF rule actions and default actions.
@@ -171,6 +240,14 @@ type WebACL struct {
 	Name          string    `yaml:"name"`
 	DefaultAction string    `yaml:"default_action"`
 	Rules         []WAFRule `yaml:"rules"`
+	// DefaultCustomResponse names the custom response of a default block (optional).
+	DefaultCustomResponse string `yaml:"default_custom_response"`
+	// BodyInspectionLimit is how many body bytes statements inspect (0: DefaultBodyInspectionLimit).
+	// A longer body is never buffered whole; OversizeHandling says what body statements do then.
+	BodyInspectionLimit int    `yaml:"body_inspection_limit"`
+	OversizeHandling    string `yaml:"oversize_handling"`
+	// CustomResponses are the named responses that block rules may send instead of 403 JSON.
+	CustomResponses map[string]CustomResponse `yaml:"custom_responses"`
 }
 
 // WAFRule is one web ACL rule; lower priority values are evaluated first.
@@ -179,6 +256,11 @@ type WAFRule struct {
 	Priority  int       `yaml:"priority"`
 	Action    string    `yaml:"action"`
 	Statement Statement `yaml:"statement"`
+	// Labels are added to the request when the rule matches; later rules match them with
+	// label_match.
+	Labels []string `yaml:"labels"`
+	// CustomResponse names one of the ACL's custom_responses, for a block rule.
+	CustomResponse string `yaml:"custom_response"`
 }
 
 // Statement is a WAF match condition. Exactly one field is set.
@@ -188,12 +270,30 @@ type Statement struct {
 	Or           []Statement            `yaml:"or"`
 	OriginVerify *OriginVerifyStatement `yaml:"origin_verify"`
 	ByteMatch    *ByteMatchStatement    `yaml:"byte_match"`
+
+	RegexMatch       *RegexMatchStatement       `yaml:"regex_match"`
+	IPSet            *IPSetStatement            `yaml:"ip_set"`
+	SizeConstraint   *SizeConstraintStatement   `yaml:"size_constraint"`
+	SQLiMatch        *InjectionMatchStatement   `yaml:"sqli_match"`
+	XSSMatch         *InjectionMatchStatement   `yaml:"xss_match"`
+	LabelMatch       *LabelMatchStatement       `yaml:"label_match"`
+	ManagedRuleGroup *ManagedRuleGroupStatement `yaml:"managed_rule_group"`
 }
 
-// OriginVerifyStatement matches when the header holds a value of an active key of the keyring.
+// Origin-verify modes (see docs/origin-verify.md).
+const (
+	OriginVerifyStatic = "static" // the header holds a key of the keyring
+	OriginVerifySigned = "signed" // the header holds a short-lived token signed with a key
+)
+
+// OriginVerifyStatement matches when the header holds a value of an active key of the keyring:
+// the key itself (mode static, the default) or a signed token for this request (mode signed).
 type OriginVerifyStatement struct {
 	Header string `yaml:"header"`
 	Secret string `yaml:"secret"`
+	Mode   string `yaml:"mode"`
+	// MaxSkew is how far a signed token's time may be from the clock (default 30s).
+	MaxSkew Duration `yaml:"max_skew"`
 }
 
 // Byte match positional constraints, as in AWS WAF.
@@ -202,13 +302,132 @@ const (
 	MatchStartsWith = "STARTS_WITH"
 	MatchEndsWith   = "ENDS_WITH"
 	MatchContains   = "CONTAINS"
+	// MatchContainsWord: the string appears delimited by characters other than letters, digits
+	// and underscore (or the start or end of the value).
+	MatchContainsWord = "CONTAINS_WORD"
 )
 
-// ByteMatchStatement compares one request header with a string.
+// ByteMatchStatement compares a part of the request with a string. Header is the original
+// shorthand for field_to_match: {single_header: NAME}; set one of the two.
 type ByteMatchStatement struct {
-	Header               string `yaml:"header"`
-	PositionalConstraint string `yaml:"positional_constraint"`
-	SearchString         string `yaml:"search_string"`
+	Header               string        `yaml:"header"`
+	FieldToMatch         *FieldToMatch `yaml:"field_to_match"`
+	PositionalConstraint string        `yaml:"positional_constraint"`
+	SearchString         string        `yaml:"search_string"`
+	TextTransformations  []string      `yaml:"text_transformations"`
+}
+
+// WAF defaults and enums (see docs/waf.md).
+const (
+	DefaultBodyInspectionLimit = 16 * 1024
+	OversizeContinue           = "continue"
+	OversizeMatch              = "match"
+	OversizeNoMatch            = "no_match"
+	ManagedGroupOWASPCRS       = "owasp-crs"
+	CRSModeBlock               = "block"
+	CRSModeDetect              = "detect"
+)
+
+// Whole selects a part of the request that has no parameters, such as uri_path: {}.
+type Whole struct{}
+
+// MatchScope selects the keys, the values or both (ALL, the default) of a multi-valued part.
+type MatchScope struct {
+	MatchScope string `yaml:"match_scope"`
+}
+
+// FieldToMatch is the part of the request a statement inspects. Exactly one field is set.
+type FieldToMatch struct {
+	SingleHeader        string      `yaml:"single_header"`
+	AllHeaders          *MatchScope `yaml:"all_headers"`
+	Cookie              string      `yaml:"cookie"`
+	AllCookies          *MatchScope `yaml:"all_cookies"`
+	URIPath             *Whole      `yaml:"uri_path"`
+	QueryString         *Whole      `yaml:"query_string"`
+	SingleQueryArgument string      `yaml:"single_query_argument"`
+	AllQueryArguments   *MatchScope `yaml:"all_query_arguments"`
+	Method              *Whole      `yaml:"method"`
+	Body                *Whole      `yaml:"body"`
+	JSONBody            *MatchScope `yaml:"json_body"`
+	FormField           string      `yaml:"form_field"`
+}
+
+// RegexMatchStatement matches a part of the request against an RE2 regular expression.
+type RegexMatchStatement struct {
+	FieldToMatch        FieldToMatch `yaml:"field_to_match"`
+	Regex               string       `yaml:"regex"`
+	TextTransformations []string     `yaml:"text_transformations"`
+}
+
+// IPSetStatement matches the client address against CIDRs: the connection's source address, or
+// an address taken from a forwarded-IP header.
+type IPSetStatement struct {
+	Addresses   []string     `yaml:"addresses"`
+	ForwardedIP *ForwardedIP `yaml:"forwarded_ip"`
+}
+
+// ForwardedIP reads the client address from a header such as X-Forwarded-For.
+type ForwardedIP struct {
+	Header string `yaml:"header"`
+	// Position is FIRST (default), LAST or ANY.
+	Position string `yaml:"position"`
+	// FallbackBehavior is MATCH or NO_MATCH (default): what an absent or invalid header does.
+	FallbackBehavior string `yaml:"fallback_behavior"`
+}
+
+// SizeConstraintStatement compares the length in bytes of a part of the request with Size.
+type SizeConstraintStatement struct {
+	FieldToMatch        FieldToMatch `yaml:"field_to_match"`
+	ComparisonOperator  string       `yaml:"comparison_operator"` // EQ NE LE LT GE GT
+	Size                int          `yaml:"size"`
+	TextTransformations []string     `yaml:"text_transformations"`
+}
+
+// InjectionMatchStatement is sqli_match or xss_match: libinjection detection on a part of the
+// request.
+type InjectionMatchStatement struct {
+	FieldToMatch        FieldToMatch `yaml:"field_to_match"`
+	TextTransformations []string     `yaml:"text_transformations"`
+}
+
+// LabelMatchStatement matches a label added by an earlier rule (scope LABEL, the default) or any
+// label of a namespace (scope NAMESPACE, key ending in ':').
+type LabelMatchStatement struct {
+	Scope string `yaml:"scope"`
+	Key   string `yaml:"key"`
+}
+
+// ManagedRuleGroupStatement runs a managed rule group; this build has owasp-crs, the OWASP Core
+// Rule Set through Coraza. In block mode it matches when the inbound anomaly score reaches the
+// threshold; in detect mode it only logs.
+type ManagedRuleGroupStatement struct {
+	Name                    string        `yaml:"name"`
+	ParanoiaLevel           int           `yaml:"paranoia_level"`            // 1-4, default 1
+	InboundAnomalyThreshold int           `yaml:"inbound_anomaly_threshold"` // default 5
+	Mode                    string        `yaml:"mode"`                      // block (default) | detect
+	Exclusions              CRSExclusions `yaml:"exclusions"`
+}
+
+// CRSExclusions switch off CRS rules by id, by tag, or for one field only.
+type CRSExclusions struct {
+	RuleIDs []int            `yaml:"rule_ids"`
+	Tags    []string         `yaml:"tags"`
+	Fields  []FieldExclusion `yaml:"fields"`
+}
+
+// FieldExclusion stops one rule from inspecting one field, written as a ModSecurity variable
+// such as ARGS:password or REQUEST_COOKIES:session.
+type FieldExclusion struct {
+	RuleID int    `yaml:"rule_id"`
+	Field  string `yaml:"field"`
+}
+
+// CustomResponse is a response a block rule sends instead of 403 JSON.
+type CustomResponse struct {
+	Status      int               `yaml:"status"`
+	ContentType string            `yaml:"content_type"`
+	Headers     map[string]string `yaml:"headers"`
+	Body        string            `yaml:"body"`
 }
 
 // App is an instance group of the bundled demo items service.

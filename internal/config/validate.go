@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"mime"
 	"net"
 	"net/netip"
 	"net/url"
@@ -10,9 +9,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// algorithms are the balancing algorithms this build implements.
-var algorithms = []string{RoundRobin}
 
 const listenHint = "write host:port, such as 127.0.0.1:8080"
 
@@ -120,6 +116,7 @@ func (c *checker) check() {
 	c.checkSecrets()
 	c.checkGateways()
 	c.checkWebACLs()
+	c.checkOriginVerify() // validate_originverify.go
 	c.checkLoadBalancers()
 	c.checkApps()
 	if cfg.Web != nil {
@@ -381,6 +378,7 @@ func (c *checker) checkGateways() {
 			}
 		}
 		c.checkRoutes(p, g.Routes)
+		c.checkGatewayAccess(p, g) // validate_gateway.go
 	}
 }
 
@@ -647,8 +645,11 @@ func (c *checker) checkWebACLs() {
 			c.priority(priorities, rp+".priority", r.Priority, 0)
 			c.enum(rp+".action", "rule action", r.Action, []string{ActionAllow, ActionBlock, ActionCount})
 			c.statement(rp+".statement", &r.Statement)
+			c.wafRule(rp, a, r)
 		}
+		c.webACLOptions(p, a)
 	}
+	c.gatewayWebACLs()
 }
 
 // priority checks a rule priority: present, at least min, at most 50000 (as in AWS), unique.
@@ -686,10 +687,11 @@ func (c *checker) statement(p string, s *Statement) {
 	if s.ByteMatch != nil {
 		kinds = append(kinds, "byte_match")
 	}
-	const all = "not, and, or, origin_verify, byte_match"
+	kinds = append(kinds, wafStatementKinds(s)...)
+	all := strings.Join(statementKinds, ", ")
 	switch len(kinds) {
 	case 0:
-		if c.misspelt(p, "not", "and", "or", "origin_verify", "byte_match") {
+		if c.misspelt(p, statementKinds...) {
 			return
 		}
 		c.errf(p, "set one of "+all, "a statement needs exactly one kind")
@@ -723,193 +725,13 @@ func (c *checker) statement(p string, s *Statement) {
 			c.secretRef(op+".secret", ov.Secret)
 		}
 	case "byte_match":
-		bm := s.ByteMatch
-		bp := p + ".byte_match"
-		if c.required(bp+".header", bm.Header) && !isToken(bm.Header) {
-			c.errf(bp+".header", "", "invalid header name %q", bm.Header)
-		}
-		if c.required(bp+".positional_constraint", bm.PositionalConstraint) {
-			c.enum(bp+".positional_constraint", "positional constraint", bm.PositionalConstraint,
-				[]string{MatchExactly, MatchStartsWith, MatchEndsWith, MatchContains})
-		}
-		c.required(bp+".search_string", bm.SearchString)
+		c.byteMatch(p+".byte_match", s.ByteMatch)
+	default:
+		c.wafStatement(p, kinds[0], s)
 	}
 }
 
-func (c *checker) checkLoadBalancers() {
-	names := map[string]string{}
-	acls := c.webACLNames()
-	aclSet := map[string]bool{}
-	for _, a := range acls {
-		aclSet[a] = true
-	}
-	for i := range c.cfg.LoadBalancers {
-		lb := &c.cfg.LoadBalancers[i]
-		p := idx("", "load_balancers", i)
-		if c.required(p+".name", lb.Name) {
-			c.unique(names, p+".name", lb.Name, "load balancer")
-		}
-		if lb.Egress != "" {
-			if _, err := netip.ParseAddr(lb.Egress); err != nil {
-				c.errf(p+".egress", "write an IP address of this host, such as 127.0.0.3", "egress %q is not an IP address", lb.Egress)
-			}
-		}
-		var groups []string
-		groupSet := map[string]bool{}
-		tgNames := map[string]string{}
-		for j := range lb.TargetGroups {
-			tg := &lb.TargetGroups[j]
-			tp := idx(p, "target_groups", j)
-			if c.required(tp+".name", tg.Name) {
-				c.unique(tgNames, tp+".name", tg.Name, "target group")
-				if !groupSet[tg.Name] {
-					groups = append(groups, tg.Name)
-					groupSet[tg.Name] = true
-				}
-			}
-			c.checkTargetGroup(tp, tg)
-		}
-		for j := range lb.Listeners {
-			l := &lb.Listeners[j]
-			lp := idx(p, "listeners", j)
-			c.listen(lp+".listen", l.Listen)
-			if l.WebACL != "" && !aclSet[l.WebACL] {
-				c.errf(lp+".web_acl", c.suggest("web ACL", l.WebACL, acls, "defined web ACLs"), "unknown web ACL %q", l.WebACL)
-			}
-			priorities := map[int]string{}
-			for k := range l.Rules {
-				r := &l.Rules[k]
-				rp := idx(lp, "rules", k)
-				c.priority(priorities, rp+".priority", r.Priority, 1)
-				c.conditions(rp+".conditions", &r.Conditions)
-				c.action(rp+".action", &r.Action, groups, groupSet)
-			}
-			c.action(lp+".default_action", &l.DefaultAction, groups, groupSet)
-		}
-	}
-}
-
-func (c *checker) conditions(p string, cond *Conditions) {
-	if len(cond.Path) == 0 && len(cond.Host) == 0 {
-		c.errf(p, "a rule that matches every request is the listener's default_action", "a rule needs at least one path or host condition")
-		return
-	}
-	for i, v := range cond.Path {
-		if !strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "*") {
-			c.errf(idx(p, "path", i), "write a pattern such as /items/*", "path pattern %q must start with / or *", v)
-		}
-	}
-	for i, v := range cond.Host {
-		if v == "" {
-			c.errf(idx(p, "host", i), "write a pattern such as *.example.com", "empty host pattern")
-		}
-	}
-}
-
-// action checks a listener action: exactly one of forward and fixed_response.
-func (c *checker) action(p string, a *Action, groups []string, groupSet map[string]bool) {
-	switch {
-	case a.Forward == nil && a.FixedResponse == nil:
-		if c.misspelt(p, "forward", "fixed_response") {
-			return
-		}
-		c.errf(p, "set forward: {target_group: NAME} or fixed_response: {status: 404}", "an action needs forward or fixed_response")
-		return
-	case a.Forward != nil && a.FixedResponse != nil:
-		c.errf(p, "remove one of them", "an action sets exactly one of forward and fixed_response, not both")
-		return
-	}
-	if f := a.Forward; f != nil {
-		fp := p + ".forward.target_group"
-		if c.required(fp, f.TargetGroup) && !groupSet[f.TargetGroup] {
-			c.errf(fp, c.suggest(strings.SplitN(p, ".", 2)[0], f.TargetGroup, groups, "target groups of this load balancer"), "unknown target group %q", f.TargetGroup)
-		}
-		return
-	}
-	fr := a.FixedResponse
-	fp := p + ".fixed_response"
-	if c.set(fp) && !c.set(fp+".status") {
-		c.errf(fp+".status", "such as 404 or 503", "required")
-	} else if fr.Status < 200 || fr.Status > 599 {
-		c.errf(fp+".status", "", "status %d is not between 200 and 599", fr.Status)
-	}
-	if _, _, err := mime.ParseMediaType(fr.ContentType); err != nil {
-		c.errf(fp+".content_type", "write a media type such as text/plain", "bad content type %q", fr.ContentType)
-	}
-}
-
-func (c *checker) checkTargetGroup(p string, tg *TargetGroup) {
-	if !slices.Contains(algorithms, tg.Algorithm) {
-		c.errf(p+".algorithm", "more algorithms arrive with the load balancer issue", "unknown algorithm %q: this build implements %s", tg.Algorithm, strings.Join(algorithms, ", "))
-	}
-	if len(tg.Targets) == 0 {
-		c.errf(p+".targets", "list host:port addresses, such as [\"127.0.0.2:9001\"]", "a target group needs at least one target")
-	}
-	seen := map[string]string{}
-	for i, t := range tg.Targets {
-		tp := idx(p, "targets", i)
-		if _, _, ok := c.hostPort(tp, t, false); !ok {
-			continue
-		}
-		if first, dup := seen[t]; dup {
-			c.errf(tp, "", "target %s is listed twice (first at line %d)", t, c.line(first))
-		}
-		seen[t] = tp
-	}
-	h := &tg.HealthCheck
-	hp := p + ".health_check"
-	if !strings.HasPrefix(h.Path, "/") {
-		c.errf(hp+".path", "write a path such as /healthz", "health check path %q must start with /", h.Path)
-	}
-	c.positive(hp+".interval", h.Interval)
-	c.positive(hp+".timeout", h.Timeout)
-	if h.Interval.Duration > 0 && h.Timeout.Duration >= h.Interval.Duration {
-		c.errf(hp+".timeout", "a check must finish before the next one starts",
-			"timeout %s%s must be shorter than interval %s%s", h.Timeout.Duration, c.defaulted(hp+".timeout"), h.Interval.Duration, c.defaulted(hp+".interval"))
-	}
-	for _, t := range []struct {
-		key string
-		v   int
-	}{{"healthy_threshold", h.HealthyThreshold}, {"unhealthy_threshold", h.UnhealthyThreshold}} {
-		if t.v < 2 || t.v > 10 {
-			c.errf(hp+"."+t.key, "", "%s %d is not between 2 and 10", t.key, t.v)
-		}
-	}
-	if msg := checkMatcher(h.Matcher); msg != "" {
-		c.errf(hp+".matcher", "write codes and ranges such as 200-399 or 200,302", "%s", msg)
-	}
-}
-
-// defaulted marks a value in a message as the default when the file does not set it.
-func (c *checker) defaulted(path string) string {
-	if c.set(path) {
-		return ""
-	}
-	return " (the default)"
-}
-
-// checkMatcher checks a health check matcher: comma-separated codes and lo-hi ranges in 200..599.
-func checkMatcher(m string) string {
-	if m == "" {
-		return "empty matcher"
-	}
-	for _, part := range strings.Split(m, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		if !isRange {
-			hi = lo
-		}
-		l, err1 := strconv.Atoi(lo)
-		h, err2 := strconv.Atoi(hi)
-		if err1 != nil || err2 != nil {
-			return fmt.Sprintf("bad matcher %q", m)
-		}
-		if l < 200 || h > 599 || l > h {
-			return fmt.Sprintf("matcher %q: codes must be between 200 and 599, low before high", m)
-		}
-	}
-	return ""
-}
+// checkLoadBalancers and its helpers are in validate_lb.go.
 
 func (c *checker) checkApps() {
 	names := map[string]string{}

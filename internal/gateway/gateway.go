@@ -36,9 +36,11 @@ type Gateway struct {
 	name      string
 	handler   http.Handler
 	transport *http.Transport
+	tlsRoutes []*http.Transport // one per route with integration tls (tls.go)
 	router    *router
 	routes    []*route
 	mappings  []mapping
+	access    *access // throttling, API keys, usage plans, authorizers (access.go)
 	logger    *slog.Logger
 }
 
@@ -51,7 +53,9 @@ type route struct {
 
 // New builds a gateway from cfg. keyrings holds the keyrings named by ${secret:NAME} references in
 // cfg.RequestHeaders; a missing one is an error. A nil logger discards.
-func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *slog.Logger) (*Gateway, error) {
+// opts add a web ACL (WithWebACL).
+func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *slog.Logger, opts ...Option) (*Gateway, error) {
+	o := newOptions(opts)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -78,14 +82,23 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 		}
 		g.routes = append(g.routes, rt)
 	}
+	if g.access, err = newAccess(cfg, g.routes, logger); err != nil {
+		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
+	}
 
 	// The pipeline, outermost first.
 	stages := []func(http.Handler) http.Handler{
 		g.assignRequestID, // a fresh id for the response header, the log and the backend
 		g.accessLog,       // one line per request, whoever answers it
+		o.webACL,          // web_acl: blocks before anything else answers
 		policy.Wrap,       // CORS: answers preflights, refuses disallowed origins (enforce)
 		g.route,           // 400 for "..", 404, 405 with Allow; picks the route
-		g.mapParameters,   // request_headers: computes the values the backend will get
+		// access.go: throttles keyed before authentication (429); the route's JWT authorizer
+		// (401, 403) and API key (403); api_key and jwt:CLAIM throttles, plan throttle, quota (429).
+		g.access.throttleOpen,
+		g.access.authorize,
+		g.access.throttleIdentified,
+		g.mapParameters, // request_headers: computes the values the backend will get
 	}
 	h := http.Handler(http.HandlerFunc(g.integrate)) // proxies to the route's backend
 	for i := len(stages) - 1; i >= 0; i-- {
@@ -99,7 +112,13 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
 
 // Close releases idle connections to backends. In-flight requests are not interrupted.
-func (g *Gateway) Close() { g.transport.CloseIdleConnections() }
+func (g *Gateway) Close() {
+	g.access.close()
+	g.transport.CloseIdleConnections()
+	for _, t := range g.tlsRoutes {
+		t.CloseIdleConnections()
+	}
+}
 
 func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration) (*route, error) {
 	target, err := url.Parse(rc.Integration.URL)
@@ -118,14 +137,18 @@ func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration) (*rout
 		timeout = DefaultIntegrationTimeout
 	}
 	rt := &route{template: rc.Path, timeout: timeout}
+	transport, err := g.routeTransport(rc.Integration.TLS)
+	if err != nil {
+		return nil, err
+	}
 	rt.proxy = proxy.New(proxy.Options{
-		Transport: g.transport,
+		Transport: transport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Hop-by-hop headers, including any the client named in Connection, are already gone
 			// from pr.Out; what is set here reaches the backend.
 			pr.SetURL(target) // joins the prefix with the routed path, keeps the query, Host = target
 			proxy.SetForwarded(pr, false)
-			g.applyMappings(pr.Out.Header, exchangeFrom(pr.In.Context()))
+			g.applyMappings(pr.Out, exchangeFrom(pr.In.Context()))
 		},
 		ModifyResponse: stripBackendHeaders,
 		Logger:         g.logger,
@@ -152,6 +175,7 @@ type exchange struct {
 	id     string
 	route  *route         // set by routing
 	mapped []mappedHeader // set by parameter mapping
+	access requestAccess  // identity and throttle state (access.go)
 }
 
 type exchangeKey struct{}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
 	"github.com/rampart-edge/rampart/internal/originverify"
@@ -19,12 +20,15 @@ type mapping struct {
 type mappingPart struct {
 	kind    config.RefKind
 	text    string
-	keyring *originverify.Keyring // for RefSecret
+	keyring *originverify.Keyring // for RefSecret and RefSigned
 }
 
-// mappedHeader is a mapping's value for one request.
+// mappedHeader is a mapping's value for one request. A signed origin-verify token covers the
+// outbound request line, which is known only once the proxy has rewritten the URL, so it is made
+// in applyMappings from signer instead of here.
 type mappedHeader struct {
 	name, value string
+	signer      *originverify.Keyring
 }
 
 func compileMappings(hm []config.HeaderMapping, keyrings map[string]*originverify.Keyring) ([]mapping, error) {
@@ -37,12 +41,15 @@ func compileMappings(hm []config.HeaderMapping, keyrings map[string]*originverif
 		m := mapping{name: name}
 		for _, p := range h.Value.Parts {
 			mp := mappingPart{kind: p.Kind, text: p.Text}
-			if p.Kind == config.RefSecret {
+			if p.Kind == config.RefSecret || p.Kind == config.RefSigned {
 				k := keyrings[p.Text]
 				if k == nil {
 					return nil, fmt.Errorf("request_headers %s: secret %q has no keyring", h.Name, p.Text)
 				}
 				mp.keyring = k
+			}
+			if p.Kind == config.RefSigned && len(h.Value.Parts) != 1 {
+				return nil, fmt.Errorf("request_headers %s: ${signed:%s} must be the whole value", h.Name, p.Text)
 			}
 			m.parts = append(m.parts, mp)
 		}
@@ -55,6 +62,10 @@ func compileMappings(hm []config.HeaderMapping, keyrings map[string]*originverif
 func evaluateMappings(ms []mapping, r *http.Request, requestID string) []mappedHeader {
 	out := make([]mappedHeader, 0, len(ms))
 	for _, m := range ms {
+		if len(m.parts) == 1 && m.parts[0].kind == config.RefSigned {
+			out = append(out, mappedHeader{name: m.name, signer: m.parts[0].keyring})
+			continue
+		}
 		var b strings.Builder
 		for _, p := range m.parts {
 			switch p.kind {
@@ -68,6 +79,8 @@ func evaluateMappings(ms []mapping, r *http.Request, requestID string) []mappedH
 				b.WriteString(peerIP(r))
 			case config.RefRequestHeader:
 				b.WriteString(strings.Join(r.Header.Values(p.text), ", "))
+			case config.RefClaim, config.RefAPIKeyID:
+				b.WriteString(identityValue(r, p.kind, p.text)) // access.go
 			}
 		}
 		out = append(out, mappedHeader{name: m.name, value: b.String()})
@@ -75,10 +88,12 @@ func evaluateMappings(ms []mapping, r *http.Request, requestID string) []mappedH
 	return out
 }
 
-// applyMappings gives mapped headers overwrite semantics on the outbound header: every copy of a
-// mapped name, whatever its case, is removed, then the gateway's value is set. An empty value
-// (such as a ${request.header.NAME} the client did not send) leaves the header absent.
-func (g *Gateway) applyMappings(h http.Header, ex *exchange) {
+// applyMappings gives mapped headers overwrite semantics on the outbound request's header: every
+// copy of a mapped name, whatever its case, is removed, then the gateway's value is set. An empty
+// value (such as a ${request.header.NAME} the client did not send) leaves the header absent. It
+// runs after the outbound URL is final, so that a signed token covers what is actually sent.
+func (g *Gateway) applyMappings(out *http.Request, ex *exchange) {
+	h := out.Header
 	for _, m := range g.mappings {
 		for k := range h {
 			if strings.EqualFold(k, m.name) {
@@ -87,6 +102,13 @@ func (g *Gateway) applyMappings(h http.Header, ex *exchange) {
 		}
 	}
 	for _, mh := range ex.mapped {
+		if mh.signer != nil {
+			host := out.Host
+			if host == "" {
+				host = out.URL.Host
+			}
+			mh.value = mh.signer.Sign(out.Method, host, out.URL.RequestURI(), time.Now())
+		}
 		if mh.value != "" {
 			h[mh.name] = []string{mh.value}
 		}

@@ -13,7 +13,10 @@ type accessKey struct{}
 
 // accessRecord collects what inner handlers learn about a request for its access log line.
 type accessRecord struct {
-	target string
+	target  string
+	reason  string // error_reason of a response the load balancer wrote itself
+	trace   string
+	retries int
 }
 
 // accessLog returns a middleware that writes one log line per request once it is answered: the
@@ -36,7 +39,7 @@ func (lb *LoadBalancer) accessLog(listen string) func(http.Handler) http.Handler
 				if err != nil {
 					source = r.RemoteAddr
 				}
-				lb.logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
+				attrs := []slog.Attr{
 					slog.String("listener", listen),
 					slog.String("method", r.Method),
 					slog.String("path", r.URL.Path),
@@ -44,9 +47,22 @@ func (lb *LoadBalancer) accessLog(listen string) func(http.Handler) http.Handler
 					slog.Int64("bytes", sw.bytes),
 					slog.Duration("duration", time.Since(start)),
 					slog.String("source_ip", source),
-					slog.String("request_id", r.Header.Get("X-Request-Id")),
+					slog.String("request_id", clip(r.Header.Get("X-Request-Id"), maxRequestIDLen)),
 					slog.String("target", rec.target),
-				)
+				}
+				if rec.reason != "" {
+					attrs = append(attrs, slog.String("error_reason", rec.reason))
+				}
+				if rec.retries > 0 {
+					attrs = append(attrs, slog.Int("retries", rec.retries))
+				}
+				if rec.trace != "" {
+					attrs = append(attrs, slog.String("trace_id", clip(rec.trace, maxTraceLen)))
+				}
+				if v, ok := r.Context().Value(verdictKey{}).(*verdict); ok && v.class != classCompliant {
+					attrs = append(attrs, slog.String("classification", v.class.String()), slog.String("classification_reason", v.reason))
+				}
+				lb.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 			}()
 			next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), accessKey{}, rec)))
 		})
@@ -78,3 +94,14 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// maxRequestIDLen bounds the client-controlled request id in a log line: the gateway's ids are 26
+// characters, and a direct caller must not be able to write 64 KB into every line.
+const maxRequestIDLen = 128
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

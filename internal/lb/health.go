@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -64,6 +65,7 @@ type healthCheck struct {
 	healthyThreshold   int
 	unhealthyThreshold int
 	matcher            statusMatcher
+	port               string // empty: the target's own port
 }
 
 func newHealthCheck(hc config.HealthCheck) (healthCheck, error) {
@@ -81,7 +83,15 @@ func newHealthCheck(hc config.HealthCheck) (healthCheck, error) {
 	if err != nil {
 		return healthCheck{}, fmt.Errorf("health check %w", err)
 	}
+	var port string
+	if hc.Port != 0 {
+		if hc.Port < 1 || hc.Port > 65535 {
+			return healthCheck{}, fmt.Errorf("health check port %d: want 1-65535", hc.Port)
+		}
+		port = strconv.Itoa(hc.Port)
+	}
 	return healthCheck{
+		port:               port,
 		path:               hc.Path,
 		interval:           hc.Interval.Duration,
 		timeout:            hc.Timeout.Duration,
@@ -96,6 +106,11 @@ func newHealthCheck(hc config.HealthCheck) (healthCheck, error) {
 func (hc healthCheck) probe(ctx context.Context, rt http.RoundTripper, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, hc.timeout)
 	defer cancel()
+	if hc.port != "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			addr = net.JoinHostPort(host, hc.port)
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+hc.path, nil)
 	if err != nil {
 		return err

@@ -1,7 +1,10 @@
-// Package lb is Rampart's application load balancer: listeners whose web ACL is evaluated first,
-// prioritized rules with path and host conditions, and actions that forward to a target group or
-// answer with a fixed response. Target groups balance round robin over the targets that pass
-// their active health checks.
+// Package lb is Rampart's application load balancer, modelled on AWS ALB: listeners whose web ACL
+// is evaluated first, prioritized rules (host, path, method, header, query and source IP
+// conditions) and actions (weighted forwards with group stickiness, redirects, fixed responses).
+// Target groups balance round robin, by least outstanding requests or by weighted random choice,
+// with slow start, stickiness, active health checks, passive outlier detection, retries, fail-open
+// and draining. A connection-level guard classifies every HTTP/1 request head for request
+// smuggling (desync.go) before net/http parses it.
 //
 // Every connection to a target, proxied requests and health checks alike, leaves from the
 // configured egress address, so the private tier can admit the load balancer alone. The headers
@@ -12,33 +15,50 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
 	"github.com/rampart-edge/rampart/internal/proxy"
 	"github.com/rampart-edge/rampart/internal/waf"
 )
 
-// LoadBalancer is one configured load balancer. Its handlers are safe for concurrent use.
+// LoadBalancer is one configured load balancer. Its handlers and methods are safe for concurrent
+// use.
 type LoadBalancer struct {
 	name      string
 	logger    *slog.Logger
 	transport *http.Transport
+	buffers   httputil.BufferPool
 	groups    []*targetGroup // in config order
-	handlers  []http.Handler // one per listener, in config order
+	byName    map[string]*targetGroup
+	listeners []*listener // one per listener, in config order
 	running   atomic.Bool
+	now       func() time.Time
+
+	// While Run runs: its context and the wait group of the health check loops, so that targets
+	// registered at run time get checked too.
+	runMu  sync.Mutex
+	runCtx context.Context
+	checks sync.WaitGroup
 }
+
+// Option configures New.
+type Option func(*LoadBalancer)
+
+// WithClock replaces time.Now for slow start, ejection and stickiness decisions (tests).
+func WithClock(now func() time.Time) Option { return func(lb *LoadBalancer) { lb.now = now } }
 
 // New builds the load balancer described by cfg. acls holds the compiled web ACLs by name; every
 // listener's web_acl must be among them. A nil logger discards logs. Errors and log lines do not
 // repeat the load balancer's name: the caller, which knows it, adds it (with %w and Logger.With).
-func New(cfg config.LoadBalancer, acls map[string]*waf.WebACL, logger *slog.Logger) (*LoadBalancer, error) {
+func New(cfg config.LoadBalancer, acls map[string]*waf.WebACL, logger *slog.Logger, opts ...Option) (*LoadBalancer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -46,72 +66,150 @@ func New(cfg config.LoadBalancer, acls map[string]*waf.WebACL, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	lb := &LoadBalancer{name: cfg.Name, logger: logger, transport: transport}
-
-	groups := map[string]*targetGroup{}
+	lb := &LoadBalancer{name: cfg.Name, logger: logger, transport: transport, buffers: proxy.NewBufferPool(), byName: map[string]*targetGroup{}, now: time.Now}
+	for _, o := range opts {
+		o(lb)
+	}
 	for _, tg := range cfg.TargetGroups {
-		if groups[tg.Name] != nil {
+		if lb.byName[tg.Name] != nil {
 			return nil, fmt.Errorf("target group %q is defined twice", tg.Name)
 		}
-		g, err := newTargetGroup(tg, logger)
+		g, err := newTargetGroup(tg, logger, lb.now)
 		if err != nil {
 			return nil, fmt.Errorf("target group %q: %w", tg.Name, err)
 		}
-		groups[tg.Name] = g
+		lb.newGroupProxy(g, tg.RequestTimeout.Duration)
+		lb.byName[tg.Name] = g
 		lb.groups = append(lb.groups, g)
 	}
-
 	for i, l := range cfg.Listeners {
-		h, err := lb.newListener(l, groups, acls)
+		li, err := lb.newListener(i, l, cfg, acls)
 		if err != nil {
 			return nil, fmt.Errorf("listener #%d (%s): %w", i+1, l.Listen, err)
 		}
-		lb.handlers = append(lb.handlers, h)
+		lb.listeners = append(lb.listeners, li)
 	}
 	return lb, nil
 }
 
 // Handler returns the handler for cfg.Listeners[listener]. It panics if there is no such listener,
-// as indexing a slice would.
+// as indexing a slice would. The handler also implements WrapListener (desync.go), which the
+// server should apply to the listener's net.Listener.
 func (lb *LoadBalancer) Handler(listener int) http.Handler {
-	if listener < 0 || listener >= len(lb.handlers) {
-		panic(fmt.Sprintf("lb: load balancer %q has no listener #%d (it has %d)", lb.name, listener, len(lb.handlers)))
+	if listener < 0 || listener >= len(lb.listeners) {
+		panic(fmt.Sprintf("lb: load balancer %q has no listener #%d (it has %d)", lb.name, listener, len(lb.listeners)))
 	}
-	return lb.handlers[listener]
+	return lb.listeners[listener]
 }
 
 // Run runs the active health checks of every target until ctx is done, then returns. Each target
-// is checked at once and then every interval. Call it at most once at a time.
+// is checked at once and then every interval; targets registered while it runs are checked too.
+// Call it at most once at a time.
 func (lb *LoadBalancer) Run(ctx context.Context) {
 	if !lb.running.CompareAndSwap(false, true) {
 		lb.logger.Error("health checks are already running; ignoring a second Run")
 		return
 	}
 	defer lb.running.Store(false)
-	var wg sync.WaitGroup
+	lb.runMu.Lock()
+	lb.runCtx = ctx
 	for _, g := range lb.groups {
+		g.mu.Lock()
 		for _, t := range g.targets {
-			wg.Go(func() { g.checkLoop(ctx, lb.transport, t) })
+			lb.startCheckLocked(g, t)
 		}
+		g.mu.Unlock()
 	}
+	lb.runMu.Unlock()
 	<-ctx.Done()
-	wg.Wait()
+	lb.runMu.Lock()
+	lb.runCtx = nil
+	lb.runMu.Unlock()
+	lb.checks.Wait()
 }
 
-// Close releases idle connections to targets.
-func (lb *LoadBalancer) Close() { lb.transport.CloseIdleConnections() }
+// startCheckLocked starts t's health check loop under the Run context. The caller holds runMu
+// and g.mu.
+func (lb *LoadBalancer) startCheckLocked(g *targetGroup, t *target) {
+	ctx, cancel := context.WithCancel(lb.runCtx)
+	t.stopCheck = cancel
+	lb.checks.Go(func() { g.checkLoop(ctx, lb.transport, t) })
+}
+
+// Close releases idle connections to targets and stops pending drains.
+func (lb *LoadBalancer) Close() {
+	for _, g := range lb.groups {
+		g.stopTimers()
+		g.transport.CloseIdleConnections()
+	}
+	lb.transport.CloseIdleConnections()
+}
 
 // TargetHealth reports, for each target group, whether each target is currently healthy.
 func (lb *LoadBalancer) TargetHealth() map[string]map[string]bool {
 	out := make(map[string]map[string]bool, len(lb.groups))
 	for _, g := range lb.groups {
-		m := make(map[string]bool, len(g.targets))
-		for _, t := range g.targets {
-			m[t.addr] = t.healthy.Load()
+		m := map[string]bool{}
+		for _, st := range g.status() {
+			m[st.Address] = st.State == "healthy" || st.State == "ejected"
 		}
 		out[g.name] = m
 	}
 	return out
+}
+
+// Targets reports every registered target of every group (of the named group when group is not
+// empty) with its state, in config order.
+func (lb *LoadBalancer) Targets(group string) ([]TargetStatus, error) {
+	var out []TargetStatus
+	for _, g := range lb.groups {
+		if group == "" || g.name == group {
+			out = append(out, g.status()...)
+		}
+	}
+	if group != "" && lb.byName[group] == nil {
+		return nil, fmt.Errorf("no target group %q", group)
+	}
+	return out, nil
+}
+
+// Register adds addr (host:port) to a target group with a weight (1 when weight is 0). While
+// health checks run, the target starts in the initial state and gets requests once its checks
+// pass; otherwise it serves at once. With slow_start its share of requests then ramps up.
+// Registering a draining target cancels its drain.
+func (lb *LoadBalancer) Register(group, addr string, weight int) error {
+	g := lb.byName[group]
+	if g == nil {
+		return fmt.Errorf("no target group %q", group)
+	}
+	if weight == 0 {
+		weight = 1
+	}
+	lb.runMu.Lock()
+	defer lb.runMu.Unlock()
+	t, err := g.register(addr, weight, lb.runCtx != nil)
+	if err != nil || t == nil {
+		return err
+	}
+	if lb.runCtx != nil {
+		g.mu.Lock()
+		if !t.removed {
+			lb.startCheckLocked(g, t)
+		}
+		g.mu.Unlock()
+	}
+	return nil
+}
+
+// Deregister drains addr: it gets no new request from then on (sticky clients move to other
+// targets), its in-flight requests finish, and it is removed when the last one has, or after the
+// group's deregistration_delay at the latest.
+func (lb *LoadBalancer) Deregister(group, addr string) error {
+	g := lb.byName[group]
+	if g == nil {
+		return fmt.Errorf("no target group %q", group)
+	}
+	return g.deregister(addr)
 }
 
 // listenerRule is a compiled listener rule.
@@ -128,9 +226,9 @@ type router struct {
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	for _, rl := range rt.rules {
-		if rl.cond.match(r) {
-			rl.action.ServeHTTP(w, r)
+	for i := range rt.rules {
+		if rt.rules[i].cond.match(r) {
+			rt.rules[i].action.ServeHTTP(w, r)
 			return
 		}
 	}
@@ -138,26 +236,52 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // newListener builds one listener's pipeline.
-func (lb *LoadBalancer) newListener(l config.Listener, groups map[string]*targetGroup, acls map[string]*waf.WebACL) (http.Handler, error) {
+func (lb *LoadBalancer) newListener(i int, l config.Listener, cfg config.LoadBalancer, acls map[string]*waf.WebACL) (*listener, error) {
 	var acl *waf.WebACL
 	if l.WebACL != "" {
 		if acl = acls[l.WebACL]; acl == nil {
 			return nil, fmt.Errorf("web ACL %q is not defined", l.WebACL)
 		}
 	}
-	rp := lb.newProxy(acl)
+	li := &listener{
+		lb:          lb,
+		listen:      l.Listen,
+		tls:         l.TLS != nil,
+		xff:         cmp.Or(cfg.XForwardedFor, config.XFFAppend),
+		dropInvalid: cfg.DropInvalidHeaderFields,
+		desync:      cmp.Or(cfg.DesyncMitigationMode, config.DesyncDefensive),
+		idle:        cmp.Or(cfg.IdleTimeout.Duration, config.DefaultLBIdleTimeout),
+	}
+	switch li.desync {
+	case config.DesyncMonitor, config.DesyncDefensive, config.DesyncStrictest:
+	default:
+		return nil, fmt.Errorf("desync_mitigation_mode %q: want monitor, defensive or strictest", li.desync)
+	}
+	switch li.xff {
+	case config.XFFAppend, config.XFFPreserve, config.XFFRemove:
+	default:
+		return nil, fmt.Errorf("x_forwarded_for %q: want append, preserve or remove", li.xff)
+	}
+	if acl != nil {
+		li.secretHeaders = acl.SecretHeaders()
+	}
 
 	rt := &router{}
 	for _, r := range l.Rules {
-		act, err := newAction(r.Action, groups, rp)
+		key := strconv.Itoa(i) + "-" + strconv.Itoa(r.Priority)
+		act, err := lb.newAction(r.Action, lb.byName, key)
 		if err != nil {
 			return nil, fmt.Errorf("rule with priority %d: %w", r.Priority, err)
 		}
-		rt.rules = append(rt.rules, listenerRule{priority: r.Priority, cond: newConditions(r.Conditions.Path, r.Conditions.Host), action: act})
+		cond, err := newConditions(r.Conditions)
+		if err != nil {
+			return nil, fmt.Errorf("rule with priority %d: %w", r.Priority, err)
+		}
+		rt.rules = append(rt.rules, listenerRule{priority: r.Priority, cond: cond, action: act})
 	}
 	// Stable: rules with equal priorities keep their file order.
 	slices.SortStableFunc(rt.rules, func(a, b listenerRule) int { return cmp.Compare(a.priority, b.priority) })
-	def, err := newAction(l.DefaultAction, groups, rp)
+	def, err := lb.newAction(l.DefaultAction, lb.byName, strconv.Itoa(i)+"-default")
 	if err != nil {
 		return nil, fmt.Errorf("default_action: %w", err)
 	}
@@ -165,7 +289,7 @@ func (lb *LoadBalancer) newListener(l config.Listener, groups map[string]*target
 
 	// The pipeline, outermost first. The web ACL sees every request before any rule, so a path
 	// with a fixed response cannot be used to probe around it.
-	middlewares := []func(http.Handler) http.Handler{lb.accessLog(l.Listen)}
+	middlewares := []func(http.Handler) http.Handler{lb.accessLog(l.Listen), li.requestHeaders}
 	if acl != nil {
 		middlewares = append(middlewares, acl.Wrap)
 	}
@@ -173,92 +297,6 @@ func (lb *LoadBalancer) newListener(l config.Listener, groups map[string]*target
 	for _, mw := range slices.Backward(middlewares) {
 		h = mw(h)
 	}
-	return h, nil
-}
-
-// targetKey is the context key under which a forward action hands its chosen target to Rewrite.
-type targetKey struct{}
-
-// newProxy returns the reverse proxy of a listener. It keeps the inbound Host (as AWS ALB does),
-// appends the peer to X-Forwarded-For, and deletes the headers that carry the origin-verify secret.
-func (lb *LoadBalancer) newProxy(acl *waf.WebACL) *httputil.ReverseProxy {
-	var secretHeaders []string
-	if acl != nil {
-		secretHeaders = acl.SecretHeaders()
-	}
-	return proxy.New(proxy.Options{
-		Transport: lb.transport,
-		Logger:    lb.logger,
-		Component: "lb",
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			if t, ok := pr.In.Context().Value(targetKey{}).(*target); ok {
-				pr.Out.URL.Scheme = "http"
-				pr.Out.URL.Host = t.addr
-			}
-			proxy.SetForwarded(pr, true)
-			for _, h := range secretHeaders {
-				pr.Out.Header.Del(h)
-			}
-		},
-	})
-}
-
-// newAction compiles a rule or default action.
-func newAction(a config.Action, groups map[string]*targetGroup, rp *httputil.ReverseProxy) (http.Handler, error) {
-	switch {
-	case a.Forward != nil && a.FixedResponse != nil:
-		return nil, fmt.Errorf("action sets both forward and fixed_response, want one")
-	case a.Forward != nil:
-		g := groups[a.Forward.TargetGroup]
-		if g == nil {
-			return nil, fmt.Errorf("forward: target group %q is not defined", a.Forward.TargetGroup)
-		}
-		return &forwarder{group: g, proxy: rp}, nil
-	case a.FixedResponse != nil:
-		fr := a.FixedResponse
-		if fr.Status < 200 || fr.Status > 599 {
-			return nil, fmt.Errorf("fixed_response: status %d: want 200-599", fr.Status)
-		}
-		return &fixedResponse{status: fr.Status, contentType: fr.ContentType, body: fr.Body}, nil
-	default:
-		return nil, fmt.Errorf("action sets neither forward nor fixed_response")
-	}
-}
-
-// forwarder proxies to the next target of its group.
-type forwarder struct {
-	group *targetGroup
-	proxy *httputil.ReverseProxy
-}
-
-func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	t := f.group.pick()
-	if t == nil {
-		proxy.WriteJSONError(w, http.StatusServiceUnavailable, "Service Unavailable")
-		return
-	}
-	if rec, ok := r.Context().Value(accessKey{}).(*accessRecord); ok {
-		rec.target = t.addr
-	}
-	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
-}
-
-// fixedResponse answers without contacting a target.
-type fixedResponse struct {
-	status      int
-	contentType string
-	body        string
-}
-
-func (f *fixedResponse) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	switch {
-	case f.contentType != "":
-		h.Set("Content-Type", f.contentType)
-	case f.body != "":
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-	}
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(f.status)
-	_, _ = io.WriteString(w, f.body)
+	li.handler = h
+	return li, nil
 }

@@ -604,14 +604,16 @@ func TestAccessLog(t *testing.T) {
 	_, srv := start(t, cfg, gatewayOnly(t), slog.New(logs))
 	get(t, srv.URL+"/items?token=hidden", "X-Origin-Verify", secret, "X-Request-Id", "req-ok")
 	get(t, srv.URL+"/items", "X-Request-Id", "req-blocked")
+	get(t, srv.URL+"/items", "X-Request-Id", strings.Repeat("r", 1000)) // clipped in the log
 
 	lines := logs.find("access")
-	if len(lines) != 2 {
-		t.Fatalf("got %d access log lines, want 2: %v", len(lines), lines)
+	if len(lines) != 3 {
+		t.Fatalf("got %d access log lines, want 3: %v", len(lines), lines)
 	}
 	want := []map[string]string{
 		{"listener": "127.0.0.1:8081", "method": "GET", "path": "/items", "status": "200", "bytes": "1", "source_ip": "127.0.0.1", "request_id": "req-ok", "target": a.addr()},
 		{"path": "/items", "status": "403", "request_id": "req-blocked", "target": ""},
+		{"status": "403", "request_id": strings.Repeat("r", maxRequestIDLen)},
 	}
 	for i, w := range want {
 		for k, v := range w {

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"net"
-	"net/http"
 	"strings"
 	"unicode/utf8"
 )
@@ -48,30 +47,6 @@ func wildcardMatch(pattern, s string) bool {
 		p++
 	}
 	return p == len(pattern)
-}
-
-// conditions is a compiled rule condition set: every non-empty list must have a matching pattern.
-type conditions struct {
-	paths []string // case-sensitive
-	hosts []string // lower-cased
-}
-
-func newConditions(paths, hosts []string) conditions {
-	c := conditions{paths: paths}
-	for _, h := range hosts {
-		c.hosts = append(c.hosts, strings.ToLower(h))
-	}
-	return c
-}
-
-func (c conditions) match(r *http.Request) bool {
-	if len(c.paths) > 0 && !anyMatch(c.paths, r.URL.Path) {
-		return false
-	}
-	if len(c.hosts) > 0 && !anyMatch(c.hosts, strings.ToLower(hostWithoutPort(r.Host))) {
-		return false
-	}
-	return true
 }
 
 func anyMatch(patterns []string, s string) bool {

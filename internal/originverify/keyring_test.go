@@ -70,9 +70,9 @@ func TestConcurrentCreateAgreesOnOneKey(t *testing.T) {
 	}
 }
 
-func keyringJSON(t *testing.T, keys ...Key) []byte {
+func keyringJSON(t testing.TB, keys ...Key) []byte {
 	t.Helper()
-	b, err := json.Marshal(file{Version: 1, Keys: keys})
+	b, err := json.Marshal(File{Version: 1, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestParseErrorsNeverShowSecrets(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	cur := Key{ID: "a", Secret: "current-secret-0000000", State: StateCurrent}
 	ret := Key{ID: "d", Secret: "retired-secret-0000000", State: StateRetired}
-	data, _ := json.Marshal(file{Version: 1, Keys: []Key{cur, ret}})
+	data, _ := json.Marshal(File{Version: 1, Keys: []Key{cur, ret}})
 	k, err := Parse("x", data)
 	if err != nil {
 		f.Fatal(err)

@@ -8,10 +8,10 @@ package topology
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,9 +27,7 @@ import (
 	"github.com/rampart-edge/rampart/internal/gateway"
 	"github.com/rampart-edge/rampart/internal/lb"
 	"github.com/rampart-edge/rampart/internal/observe"
-	"github.com/rampart-edge/rampart/internal/originverify"
 	"github.com/rampart-edge/rampart/internal/server"
-	"github.com/rampart-edge/rampart/internal/waf"
 )
 
 // Kind is a component kind.
@@ -43,6 +41,22 @@ const (
 	KindWeb     Kind = "web"
 	KindAdmin   Kind = "admin"
 )
+
+// shutdownTier orders graceful shutdown from the outside in: what the public calls stops first,
+// so that requests it already accepted can still cross the inner tiers. Admin stops last so that
+// probes see the process until the end.
+func shutdownTier(k Kind) int {
+	switch k {
+	case KindGateway, KindWeb:
+		return 0
+	case KindLB:
+		return 1
+	case KindApp:
+		return 2
+	default:
+		return 3
+	}
+}
 
 // Selection says which components this process runs.
 type Selection struct {
@@ -72,12 +86,14 @@ type Topology struct {
 	runners   []func(context.Context)
 	closers   []func()
 	units     []server.Unit
+	keyrings  keyringSet // live keyrings by secret name (keyrings.go)
 }
 
 type endpoint struct {
 	Endpoint
 	allow   []netip.Prefix
 	handler http.Handler
+	tls     *tls.Config // HTTPS when set (tls.go)
 }
 
 // Options carry what Build needs besides the config.
@@ -109,13 +125,17 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 		return nil, fmt.Errorf("no %s named %q in %s", kindsLabel(sel), sel.Name, cfg.File)
 	}
 
-	keyrings, err := loadKeyrings(cfg, gateways, lbs, opts.Redactor)
+	keyrings, err := t.loadKeyrings(cfg, gateways, lbs, opts.Redactor)
 	if err != nil {
 		return nil, err
 	}
 
+	acls, err := t.buildWebACLs(cfg, gateways, lbs, keyrings, logger)
+	if err != nil {
+		return nil, err
+	}
 	for _, gc := range gateways {
-		g, err := gateway.New(gc, keyrings, logger)
+		g, err := gateway.New(gc, keyrings, logger, gateway.WithWebACL(acls[gc.WebACL]))
 		if err != nil {
 			return nil, err // already names the gateway
 		}
@@ -124,14 +144,6 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 	}
 
 	if len(lbs) > 0 {
-		acls := map[string]*waf.WebACL{}
-		for _, ac := range cfg.WebACLs {
-			acl, err := waf.New(ac, keyrings, logger.With("component", "waf"))
-			if err != nil {
-				return nil, fmt.Errorf("web ACL %q: %w", ac.Name, err)
-			}
-			acls[ac.Name] = acl
-		}
 		for _, lc := range lbs {
 			l, err := lb.New(lc, acls, logger.With("component", "lb", "load_balancer", lc.Name))
 			if err != nil {
@@ -145,6 +157,9 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 					note = "web ACL " + li.WebACL
 				}
 				t.add(Endpoint{Kind: KindLB, Name: lc.Name, Listen: li.Listen, Note: note}, nil, l.Handler(i))
+				if err := t.listenerTLS(li); err != nil {
+					return nil, fmt.Errorf("load balancer %q: listener %s: %w", lc.Name, li.Listen, err)
+				}
 			}
 		}
 	}
@@ -222,6 +237,12 @@ func (t *Topology) has(k Kind) bool {
 func (t *Topology) Listen() error {
 	for _, e := range t.endpoints {
 		ln, err := server.Listen(e.Listen, e.allow, t.logger)
+		if err == nil && e.tls != nil {
+			ln = tls.NewListener(ln, e.tls)
+		}
+		if w, ok := e.handler.(lb.ListenerWrapper); ok && err == nil {
+			ln = w.WrapListener(ln) // the load balancer's request-smuggling guard and idle timeout
+		}
 		if err != nil {
 			for _, u := range t.units {
 				_ = u.Listener.Close()
@@ -229,7 +250,7 @@ func (t *Topology) Listen() error {
 			t.units = nil
 			return fmt.Errorf("%s %s: %w", e.Kind, e.Name, err)
 		}
-		t.units = append(t.units, server.Unit{Name: string(e.Kind) + " " + e.Name, Listener: ln, Handler: e.handler})
+		t.units = append(t.units, server.Unit{Name: string(e.Kind) + " " + e.Name, Listener: ln, Handler: e.handler, Tier: shutdownTier(e.Kind)})
 	}
 	return nil
 }
@@ -271,53 +292,6 @@ func (t *Topology) close() {
 		t.closers[i]()
 	}
 	t.closers = nil
-}
-
-// loadKeyrings loads every keyring that the selected gateways and load balancers reference.
-func loadKeyrings(cfg *config.Config, gateways []config.Gateway, lbs []config.LoadBalancer, red *observe.Redactor) (map[string]*originverify.Keyring, error) {
-	names := map[string]bool{}
-	for _, g := range gateways {
-		for _, h := range g.RequestHeaders {
-			for _, s := range h.Value.Secrets() {
-				names[s] = true
-			}
-		}
-	}
-	if len(lbs) > 0 {
-		for _, acl := range cfg.WebACLs {
-			for _, r := range acl.Rules {
-				collectStatementSecrets(r.Statement, names)
-			}
-		}
-	}
-	keyrings := map[string]*originverify.Keyring{}
-	for _, name := range slices.Sorted(maps.Keys(names)) {
-		spec, ok := cfg.Secrets[name]
-		if !ok {
-			return nil, fmt.Errorf("secret %q is referenced but not defined in the secrets section", name)
-		}
-		k, err := originverify.LoadOrCreate(name, spec.File)
-		if err != nil {
-			return nil, err
-		}
-		if red != nil {
-			red.Add(k.Secrets()...)
-		}
-		keyrings[name] = k
-	}
-	return keyrings, nil
-}
-
-func collectStatementSecrets(s config.Statement, names map[string]bool) {
-	if s.OriginVerify != nil {
-		names[s.OriginVerify.Secret] = true
-	}
-	if s.Not != nil {
-		collectStatementSecrets(*s.Not, names)
-	}
-	for _, c := range append(append([]config.Statement(nil), s.And...), s.Or...) {
-		collectStatementSecrets(c, names)
-	}
 }
 
 // pick returns the items of kind k that the selection wants.

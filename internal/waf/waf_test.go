@@ -323,7 +323,8 @@ func TestCountIsLogged(t *testing.T) {
 	if d := a.Evaluate(request("X-T", "select-sql-payload")); d.Action != config.ActionAllow || !slices.Equal(d.Counted, []string{"watch"}) {
 		t.Errorf("Evaluate = %+v", d)
 	}
-	if out := logs.String(); !strings.Contains(out, `"rule":"watch"`) || !strings.Contains(out, `"action":"count"`) || strings.Contains(out, "select-sql-payload") {
+	if out := logs.String(); !strings.Contains(out, `"rule":"watch"`) || !strings.Contains(out, `"action":"count"`) ||
+		!strings.Contains(out, `"field":"header:X-T"`) || !strings.Contains(out, `"value":"select-sql-payload"`) {
 		t.Errorf("count log = %s", out)
 	}
 }
@@ -334,13 +335,13 @@ func TestFailClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.rules = []rule{{name: "broken", action: config.ActionAllow, match: func(*http.Request) bool { panic("bug") }}}
-	if d := a.Evaluate(request()); d.Action != config.ActionBlock {
-		t.Errorf("Evaluate with a panicking matcher = %+v, want block", d)
+	a.rules = []rule{{name: "broken", action: config.ActionAllow, match: func(*evalCtx) bool { panic("bug") }}}
+	if d := a.Evaluate(request()); d.Action != config.ActionBlock || d.Status != http.StatusInternalServerError {
+		t.Errorf("Evaluate with a panicking matcher = %+v, want block with 500", d)
 	}
 	rec := httptest.NewRecorder()
 	a.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("next called") })).ServeHTTP(rec, request())
-	if rec.Code != http.StatusForbidden {
-		t.Errorf("status = %d, want 403", rec.Code)
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("status = %d, want 500", rec.Code)
 	}
 }

@@ -1,0 +1,36 @@
+package topology
+
+import (
+	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/server"
+)
+
+// listenerTLS makes the endpoint just added for listener li serve HTTPS when li has tls, and notes
+// its client-certificate policy for the banner.
+func (t *Topology) listenerTLS(li config.Listener) error {
+	if li.TLS == nil {
+		return nil
+	}
+	cfg, err := server.ServerTLSConfig(server.TLSOptions{
+		CertFile:          li.TLS.CertFile,
+		KeyFile:           li.TLS.KeyFile,
+		ClientCAFile:      li.TLS.ClientCAFile,
+		RequireClientCert: li.TLS.RequireClientCert,
+		ClientSubjects:    li.TLS.ClientSubjects,
+	})
+	if err != nil {
+		return err
+	}
+	e := &t.endpoints[len(t.endpoints)-1]
+	e.tls = cfg
+	note := ", TLS"
+	switch {
+	case li.TLS.RequireClientCert:
+		note = ", mTLS (client certificate required)"
+	case li.TLS.ClientCAFile != "":
+		note = ", TLS (client certificate verified if sent)"
+	}
+	e.Note += note
+	t.Endpoints[len(t.Endpoints)-1].Note += note
+	return nil
+}

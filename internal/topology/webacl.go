@@ -1,0 +1,45 @@
+package topology
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/originverify"
+	"github.com/rampart-edge/rampart/internal/waf"
+)
+
+// buildWebACLs compiles the web ACLs the selected gateways and load balancers use, once each.
+// ACLs share compiled managed rule groups (the CRS is large); the shared set is released when the
+// topology closes. With no gateway or load balancer selected it compiles nothing.
+func (t *Topology) buildWebACLs(cfg *config.Config, gateways []config.Gateway, lbs []config.LoadBalancer, keyrings map[string]*originverify.Keyring, logger *slog.Logger) (map[string]*waf.WebACL, error) {
+	used := map[string]bool{}
+	for _, g := range gateways {
+		if g.WebACL != "" {
+			used[g.WebACL] = true
+		}
+	}
+	if len(lbs) > 0 {
+		// Load balancers get every ACL, as before: lb.New reports a listener naming a missing one.
+		for _, ac := range cfg.WebACLs {
+			used[ac.Name] = true
+		}
+	}
+	acls := map[string]*waf.WebACL{}
+	if len(used) == 0 {
+		return acls, nil
+	}
+	shared := waf.NewShared()
+	t.closers = append(t.closers, shared.Close)
+	for _, ac := range cfg.WebACLs {
+		if !used[ac.Name] {
+			continue
+		}
+		acl, err := waf.New(ac, keyrings, logger.With("component", "waf"), waf.WithShared(shared))
+		if err != nil {
+			return nil, fmt.Errorf("web ACL %q: %w", ac.Name, err)
+		}
+		acls[ac.Name] = acl
+	}
+	return acls, nil
+}
