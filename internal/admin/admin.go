@@ -1,5 +1,6 @@
-// Package admin serves the admin listener. Today it answers health probes; the admin API, metrics
-// and the dashboard arrive with the operations issue.
+// Package admin serves the admin listener: health probes, and read-only JSON views that the
+// components register (keyrings, WAF matches, …). Metrics, the full admin API and the dashboard
+// arrive with the operations issue.
 package admin
 
 import (
@@ -7,12 +8,29 @@ import (
 	"net/http"
 )
 
+// Route is one admin endpoint a component contributes, e.g. {"GET /keyrings", handler}.
+type Route struct {
+	Pattern string // a net/http ServeMux pattern with its method
+	Handler http.Handler
+}
+
 // New returns the admin handler. version is reported by /healthz so a probe can tell what runs.
-func New(version string) http.Handler {
+func New(version string, routes ...Route) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok", "version": version})
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": version})
 	})
+	for _, rt := range routes {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
 	return mux
+}
+
+// WriteJSON writes v as a JSON response. Admin views never hold secrets: the components that
+// register them expose ids and states only.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }

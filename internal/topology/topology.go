@@ -87,6 +87,9 @@ type Topology struct {
 	closers   []func()
 	units     []server.Unit
 	keyrings  keyringSet // live keyrings by secret name (keyrings.go)
+	// adminRoutes are the read-only views components add to the admin listener; register them
+	// before the admin endpoint is built at the end of Build.
+	adminRoutes []admin.Route
 }
 
 type endpoint struct {
@@ -182,7 +185,7 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 			addr = cfg.Admin.Listen
 		}
 		if addr != "" {
-			t.add(Endpoint{Kind: KindAdmin, Name: "admin", Listen: addr}, nil, admin.New(opts.Version))
+			t.add(Endpoint{Kind: KindAdmin, Name: "admin", Listen: addr}, nil, admin.New(opts.Version, t.adminRoutes...))
 		}
 	}
 	if len(t.endpoints) == 0 {
