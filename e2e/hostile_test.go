@@ -75,6 +75,10 @@ func TestHostileInput(t *testing.T) {
 		{"bad chunk size", gw, "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", []int{400}, false},
 		{"whitespace before the colon", gw, "GET /items/hostile-11 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n", []int{400}, false},
 		{"load balancer: invalid header name", lb, "GET /items/hostile-12 HTTP/1.1\r\nHost: x\r\nX-Origin-Verify: " + key + "\r\nBad Name: v\r\n\r\n", []int{400}, false},
+		// Desync mitigation (defensive): an ambiguous request is served, then the connection is
+		// closed, so the request hidden behind it is never read.
+		{"load balancer: Content-Length and Transfer-Encoding", lb, "POST /items HTTP/1.1\r\nHost: x\r\nX-Origin-Verify: " + key + "\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /items/hostile-smuggled-2 HTTP/1.1\r\nHost: x\r\nX-Origin-Verify: " + key + "\r\n\r\n", []int{400}, false},
+		{"load balancer: two Content-Lengths", lb, "POST /items HTTP/1.1\r\nHost: x\r\nX-Origin-Verify: " + key + "\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\nhello", []int{400}, false},
 		{"load balancer: header block over the limit", lb, "GET /items/hostile-13 HTTP/1.1\r\nHost: x\r\n" + bigHeaders + "\r\n", []int{431}, false},
 		{"load balancer: pipelined, no key", lb, "GET /items/hostile-14 HTTP/1.1\r\nHost: x\r\n\r\nGET /items/hostile-15 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", []int{403, 403}, false},
 	}
