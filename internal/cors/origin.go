@@ -19,6 +19,14 @@ type origin struct {
 
 func (o origin) key() string { return o.scheme + "://" + o.host + ":" + o.port }
 
+// serialize writes the origin as browsers send it: the default port of the scheme is left out.
+func (o origin) serialize() string {
+	if o.port == "" || o.port == defaultPort(o.scheme) {
+		return o.scheme + "://" + o.host
+	}
+	return o.scheme + "://" + o.host + ":" + o.port
+}
+
 // isIP reports whether the host is an address literal; wildcards never match those.
 func (o origin) isIP() bool {
 	if strings.HasPrefix(o.host, "[") {
@@ -98,8 +106,11 @@ func canonicalHost(h string) (string, bool) {
 	if h == "" || len(h) > 253 {
 		return "", false
 	}
-	labels := strings.Split(h, ".")
-	for _, l := range labels {
+	// Walk the labels in place: this runs for every request with an Origin, and strings.Split
+	// would allocate.
+	last := ""
+	for rest := h; ; {
+		l, after, more := strings.Cut(rest, ".")
 		if l == "" || len(l) > 63 {
 			return "", false
 		}
@@ -109,8 +120,13 @@ func canonicalHost(h string) (string, bool) {
 				return "", false
 			}
 		}
+		if !more {
+			last = l
+			break
+		}
+		rest = after
 	}
-	if allDigits(labels[len(labels)-1]) {
+	if allDigits(last) {
 		addr, err := netip.ParseAddr(h)
 		if err != nil || !addr.Is4() {
 			return "", false
@@ -168,14 +184,18 @@ type wildcard struct {
 // evilexample.com), or "*" for any well-formed origin. A Matcher is immutable and safe for
 // concurrent use.
 type Matcher struct {
-	any       bool
-	exact     map[string]bool
+	any   bool
+	exact map[string]bool // canonical keys, scheme://host:port
+	// verbatim holds each exact origin as written in the config and as a browser serializes it
+	// (no default port). A header equal to one of them is allowed without parsing: it is a
+	// well-formed origin by construction, and this is the common case, with no allocation.
+	verbatim  map[string]bool
 	wildcards []wildcard
 }
 
 // NewMatcher compiles patterns. It fails on the first pattern that is not an origin or wildcard.
 func NewMatcher(patterns []string) (*Matcher, error) {
-	m := &Matcher{exact: make(map[string]bool)}
+	m := &Matcher{exact: make(map[string]bool), verbatim: make(map[string]bool)}
 	for _, p := range patterns {
 		if p == "*" {
 			m.any = true
@@ -199,6 +219,8 @@ func NewMatcher(patterns []string) (*Matcher, error) {
 			return nil, fmt.Errorf("allowed origin %q: not an origin (scheme://host[:port], no path)", p)
 		}
 		m.exact[o.key()] = true
+		m.verbatim[p] = true
+		m.verbatim[o.serialize()] = true
 	}
 	return m, nil
 }
@@ -209,6 +231,9 @@ func (m *Matcher) AllowsAny() bool { return m.any }
 // Match reports whether the Origin header value v is allowed. A value that is not a well-formed
 // serialized origin never matches, not even "*".
 func (m *Matcher) Match(v string) bool {
+	if m.verbatim[v] {
+		return true
+	}
 	o, ok := parseOrigin(v)
 	if !ok {
 		return false
