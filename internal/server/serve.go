@@ -51,7 +51,10 @@ func Serve(ctx context.Context, units []Unit, grace time.Duration, logger *slog.
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+			// "OPTIONS *" goes to the handler like any request: net/http would otherwise answer it
+			// itself, unseen by access logs and by the load balancer's per-request desync verdicts.
+			DisableGeneralOptionsHandler: true,
+			ErrorLog:                     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		}
 		servers[i] = srv
 		wg.Add(1)
