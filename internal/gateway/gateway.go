@@ -152,7 +152,6 @@ func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration) (*rout
 		},
 		ModifyResponse: stripBackendHeaders,
 		Logger:         g.logger,
-		Component:      "gateway",
 	})
 	return rt, nil
 }

@@ -65,7 +65,6 @@ func (lb *LoadBalancer) newGroupProxy(g *targetGroup, timeout time.Duration) {
 	g.proxy = proxy.New(proxy.Options{
 		Transport:  tr,
 		Logger:     lb.logger,
-		Component:  "lb",
 		BufferPool: lb.buffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			a := attemptOf(pr.In.Context())

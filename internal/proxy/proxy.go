@@ -57,8 +57,6 @@ type Options struct {
 	Logger  *slog.Logger
 	// BufferPool, when set, is shared by several proxies; New makes one per proxy otherwise.
 	BufferPool httputil.BufferPool
-	// Component names the proxy in logs ("gateway", "lb").
-	Component string
 }
 
 // New returns a reverse proxy with Rampart's error handling.
@@ -83,7 +81,7 @@ func New(o Options) *httputil.ReverseProxy {
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status, msg := Classify(r, err)
-			logger.Warn("upstream error", "component", o.Component, "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+			logger.Warn("upstream error", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
 			if o.OnError != nil {
 				o.OnError(w, r)
 			}
