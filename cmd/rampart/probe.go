@@ -297,7 +297,13 @@ func (p *prober) probeListener(ctx context.Context, lbName string, li config.Lis
 	check("direct, expired signed token", tok("GET", path, now.Add(-time.Hour)), "GET", url)
 	check("direct, signed token for another path", tok("GET", path+"-other", now), "GET", url)
 	check("direct, signed token for another method", tok("DELETE", path, now), "GET", url)
-	check("direct, static key in signed mode", http.Header{name: {k.Current().Secret}}, "GET", url)
+	// In signed mode the key itself never crosses the network; the probe must not be the first
+	// to send it in clear, where anyone on the path could then mint tokens.
+	if strings.HasPrefix(url, "https://") {
+		check("direct, static key in signed mode", http.Header{name: {k.Current().Secret}}, "GET", url)
+	} else {
+		p.add(probeResult{Component: comp, Target: addr, Check: "direct, static key in signed mode", Expect: expect, Got: "not sent: the listener is plain HTTP and would expose the key", Status: probeSkip})
+	}
 	// Replay: the first use of a fresh token is what the gateway would send, so it passes the
 	// web ACL; the same token again must not.
 	replay := tok("GET", path, now)
