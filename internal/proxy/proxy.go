@@ -173,6 +173,8 @@ func (b *bufferPool) Put(buf []byte) {
 //     (WebSocket needs that), but an h2c upgrade through a proxy turns the connection into an
 //     HTTP/2 tunnel to the backend that bypasses every rule of the edge (h2c smuggling). The
 //     request itself is forwarded as plain HTTP/1.1.
+//   - Underscore spellings of the forwarding headers (X_Forwarded_For, …) are dropped: CGI, WSGI,
+//     PHP and Rack backends read them as the real header, which the proxy sets itself.
 //   - Errors reading the client's body are marked, so that a malformed chunked body is answered
 //     400 (the client's fault), not 502 (the backend's).
 func guardOutbound(rewrite func(*httputil.ProxyRequest)) func(*httputil.ProxyRequest) {
@@ -182,6 +184,7 @@ func guardOutbound(rewrite func(*httputil.ProxyRequest)) func(*httputil.ProxyReq
 			pr.Out.Header.Del("Connection")
 			pr.Out.Header.Del("Http2-Settings")
 		}
+		dropUnderscoreForwarded(pr.Out.Header)
 		if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 			pr.Out.Body = clientBody{pr.Out.Body}
 		}
@@ -207,4 +210,21 @@ func (b clientBody) Read(p []byte) (int, error) {
 		err = &ClientBodyError{Err: err}
 	}
 	return n, err
+}
+
+func dropUnderscoreForwarded(h http.Header) {
+	// The headers the proxy sets itself.
+	forwardingHeaders := [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "Forwarded", "X-Real-Ip"}
+	for name := range h {
+		if !strings.Contains(name, "_") {
+			continue
+		}
+		dashed := strings.ReplaceAll(name, "_", "-")
+		for _, f := range forwardingHeaders {
+			if strings.EqualFold(dashed, f) {
+				delete(h, name)
+				break
+			}
+		}
+	}
 }

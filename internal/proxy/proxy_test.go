@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -230,5 +231,32 @@ func TestMalformedClientBodyIs400(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 {
 		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestUnderscoreForwardingHeadersDropped: X_Forwarded_For reaches CGI-style backends as
+// HTTP_X_FORWARDED_FOR, so a client must not be able to smuggle one past the proxy.
+func TestUnderscoreForwardingHeadersDropped(t *testing.T) {
+	be, ch := backend(t, 0)
+	fr := front(t, be.URL, false, time.Second, "")
+	c, err := net.Dial("tcp", fr.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 10.9.9.9\r\nx_real_ip: 10.9.9.9\r\nX_Other: kept\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := <-ch
+	for name := range got.header {
+		if strings.EqualFold(strings.ReplaceAll(name, "_", "-"), "X-Forwarded-For") && name != "X-Forwarded-For" || strings.EqualFold(name, "X_real_ip") {
+			t.Errorf("backend got %s: %v", name, got.header[name])
+		}
+	}
+	if got.header.Get("X-Forwarded-For") != "127.0.0.1" || got.header.Get("X_other") != "kept" {
+		t.Errorf("backend headers: %v", got.header)
 	}
 }
