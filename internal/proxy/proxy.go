@@ -179,7 +179,7 @@ func (b *bufferPool) Put(buf []byte) {
 //     400 (the client's fault), not 502 (the backend's).
 func guardOutbound(rewrite func(*httputil.ProxyRequest)) func(*httputil.ProxyRequest) {
 	return func(pr *httputil.ProxyRequest) {
-		if up := pr.Out.Header.Get("Upgrade"); up != "" && strings.EqualFold(strings.TrimSpace(up), "h2c") {
+		if upgradesToH2C(pr.Out.Header) {
 			pr.Out.Header.Del("Upgrade")
 			pr.Out.Header.Del("Connection")
 			pr.Out.Header.Del("Http2-Settings")
@@ -227,4 +227,17 @@ func dropUnderscoreForwarded(h http.Header) {
 			}
 		}
 	}
+}
+
+// upgradesToH2C reports whether any protocol the Upgrade header lists is h2c ("websocket, h2c"
+// counts: the backend chooses which one it switches to).
+func upgradesToH2C(h http.Header) bool {
+	for _, v := range h.Values("Upgrade") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "h2c") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -175,6 +175,7 @@ func TestH2CUpgradeStripped(t *testing.T) {
 	}{
 		{"h2c", ""},
 		{"H2C ", ""},
+		{"websocket, h2c", ""},
 		{"websocket", "websocket"},
 	} {
 		be, ch := backend(t, 0)
