@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -17,10 +18,11 @@ import (
 )
 
 const secretUsage = `Usage:
-  rampart secret rotate NAME -c FILE [--propagation 10s] [--grace 1m]
+  rampart secret rotate NAME -c FILE [--propagation 10s | --confirm URL[,URL…] [--confirm-timeout 1m]] [--grace 1m]
       rotate the keyring of secret NAME without downtime: add a pending key (verifiers accept it),
-      wait --propagation for every load balancer to load it, make it current (gateways send it;
-      the old key becomes previous), wait --grace, retire the old key
+      wait --propagation for every load balancer to load it — or, with --confirm, until the admin
+      API (GET /keyrings) of every listed load balancer lists it — make it current (gateways send
+      it; the old key becomes previous), wait --grace, retire the old key
   rampart secret list NAME -c FILE
       print the keyring's key ids and states (never the secrets)
 `
@@ -43,6 +45,8 @@ func secretCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&file, "config", "", "config file (same as -c)")
 	propagation := fs.Duration("propagation", 10*time.Second, "how long every verifier may take to load the new key")
 	grace := fs.Duration("grace", time.Minute, "how long the old key stays accepted after gateways switched")
+	confirm := fs.String("confirm", "", "comma-separated admin URLs of the verifiers (load balancers) that must list the pending key before it becomes current; replaces --propagation")
+	confirmTimeout := fs.Duration("confirm-timeout", time.Minute, "how long --confirm waits for every verifier before giving up (the key stays pending)")
 	// NAME may come before or after the flags.
 	var name string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -95,17 +99,31 @@ func secretCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return 0
 	default:
-		if *propagation < 0 || *grace < 0 {
-			fmt.Fprintln(stderr, "rampart secret rotate: --propagation and --grace must not be negative")
+		if *propagation < 0 || *grace < 0 || *confirmTimeout <= 0 {
+			fmt.Fprintln(stderr, "rampart secret rotate: --propagation and --grace must not be negative, --confirm-timeout must be positive")
+			return 2
+		}
+		urls, err := confirmURLs(*confirm)
+		if err != nil {
+			fmt.Fprintf(stderr, "rampart secret rotate: --confirm: %v\n", err)
 			return 2
 		}
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		err := originverify.Rotate(ctx, spec.File, originverify.RotateOptions{
-			Propagation: *propagation,
-			Grace:       *grace,
-			Progress:    func(line string) { fmt.Fprintf(stdout, "secret %s: %s\n", name, line) },
-		})
+		progress := func(line string) { fmt.Fprintf(stdout, "secret %s: %s\n", name, line) }
+		opts := originverify.RotateOptions{Propagation: *propagation, Grace: *grace, Progress: progress}
+		if len(urls) > 0 {
+			opts.Confirm = func(ctx context.Context, id string) error {
+				ctx, cancel := context.WithTimeout(ctx, *confirmTimeout)
+				defer cancel()
+				err := originverify.ConfirmLoaded(ctx, nil, urls, name, id, func(line string) { progress("    " + line) })
+				if errors.Is(err, context.DeadlineExceeded) {
+					err = fmt.Errorf("%w after --confirm-timeout %s", err, *confirmTimeout)
+				}
+				return err
+			}
+		}
+		err = originverify.Rotate(ctx, spec.File, opts)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				fmt.Fprintf(stderr, "rampart secret rotate: %v\n", err)
@@ -116,4 +134,21 @@ func secretCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return 0
 	}
+}
+
+// confirmURLs splits the --confirm list of admin base URLs and checks each is http(s)://host.
+func confirmURLs(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	var urls []string
+	for raw := range strings.SplitSeq(list, ",") {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%q is not an admin URL; write http://HOST:PORT (the --admin address of each load balancer)", raw)
+		}
+		urls = append(urls, strings.TrimSuffix(raw, "/"))
+	}
+	return urls, nil
 }

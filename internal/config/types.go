@@ -248,6 +248,10 @@ type WebACL struct {
 	OversizeHandling    string `yaml:"oversize_handling"`
 	// CustomResponses are the named responses that block rules may send instead of 403 JSON.
 	CustomResponses map[string]CustomResponse `yaml:"custom_responses"`
+	// RateLimitStore and OnStoreError hold rate_based counters, as the gateway's keys of the same
+	// names do: memory (the default) or a redis:// URL shared by every replica.
+	RateLimitStore string `yaml:"rate_limit_store"`
+	OnStoreError   string `yaml:"on_store_error"`
 }
 
 // WAFRule is one web ACL rule; lower priority values are evaluated first.
@@ -278,6 +282,8 @@ type Statement struct {
 	XSSMatch         *InjectionMatchStatement   `yaml:"xss_match"`
 	LabelMatch       *LabelMatchStatement       `yaml:"label_match"`
 	ManagedRuleGroup *ManagedRuleGroupStatement `yaml:"managed_rule_group"`
+	MTLS             *MTLSStatement             `yaml:"mtls"` // types_originverify.go
+	RateBased        *RateBasedStatement        `yaml:"rate_based"`
 }
 
 // Origin-verify modes (see docs/origin-verify.md).
@@ -294,6 +300,9 @@ type OriginVerifyStatement struct {
 	Mode   string `yaml:"mode"`
 	// MaxSkew is how far a signed token's time may be from the clock (default 30s).
 	MaxSkew Duration `yaml:"max_skew"`
+	// ReplayStore and OnStoreError: where signed mode remembers nonces (types_originverify.go).
+	ReplayStore  string `yaml:"replay_store"`
+	OnStoreError string `yaml:"on_store_error"`
 }
 
 // Byte match positional constraints, as in AWS WAF.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -257,7 +258,9 @@ func (c *checker) authorizer(p string, a *Authorizer) {
 	case a.JWKSFile != "" && a.JWKSURL != "":
 		c.errf(p+".jwks_url", "remove one of them", "set jwks_url or jwks_file, not both")
 	case a.JWKSURL != "":
-		c.httpURL(p+".jwks_url", a.JWKSURL, "jwks_url")
+		if c.httpURL(p+".jwks_url", a.JWKSURL, "jwks_url") {
+			c.jwksURL(p+".jwks_url", a.JWKSURL)
+		}
 	}
 	if len(a.Algorithms) == 0 {
 		c.errf(p+".algorithms", "list RS256, ES256 or EdDSA", "at least one algorithm is required")
@@ -279,4 +282,23 @@ func (c *checker) authorizer(p string, a *Authorizer) {
 	if a.JWKSFetchTimeout.Duration > 60e9 {
 		c.errf(p+".jwks_fetch_timeout", "a request may wait this long for keys: write a few seconds", "timeout %s is over 1m", a.JWKSFetchTimeout.Duration)
 	}
+}
+
+// jwksURL requires https for a JWKS URL: keys fetched over plain http can be swapped by anyone on
+// the path, and whoever supplies the keys can mint any token. A loopback address (localhost,
+// 127.0.0.0/8, ::1) may use http, for tests and a local identity provider.
+func (c *checker) jwksURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "https" {
+		return
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return
+	}
+	c.errf(path, "write https://…/.well-known/jwks.json (http:// is accepted only for a loopback address such as 127.0.0.1, for tests)",
+		"jwks_url must be https: keys fetched over http can be replaced in transit, and whoever replaces them can sign any token")
 }

@@ -10,7 +10,7 @@ import (
 
 // statementKinds are the statement keys, in the order messages list them.
 var statementKinds = []string{"not", "and", "or", "origin_verify", "byte_match", "regex_match", "ip_set",
-	"size_constraint", "sqli_match", "xss_match", "label_match", "managed_rule_group"}
+	"size_constraint", "sqli_match", "xss_match", "label_match", "managed_rule_group", "mtls", "rate_based"}
 
 // TextTransformationNames returns the text transformations statements accept, in the order the
 // docs list them.
@@ -50,6 +50,8 @@ func wafStatementKinds(s *Statement) []string {
 		{"xss_match", s.XSSMatch != nil},
 		{"label_match", s.LabelMatch != nil},
 		{"managed_rule_group", s.ManagedRuleGroup != nil},
+		{"mtls", s.MTLS != nil},
+		{"rate_based", s.RateBased != nil},
 	} {
 		if k.set {
 			kinds = append(kinds, k.name)
@@ -161,6 +163,10 @@ func (c *checker) wafStatement(p, kind string, s *Statement) {
 		}
 	case "managed_rule_group":
 		c.managedRuleGroup(p, sp, s.ManagedRuleGroup)
+	case "mtls":
+		c.mtlsStatement(sp, s.MTLS) // validate_originverify.go
+	case "rate_based":
+		c.rateBased(p, sp, s.RateBased) // validate_waf_rate.go
 	}
 }
 
@@ -297,6 +303,7 @@ func (c *checker) webACLOptions(p string, a *WebACL) {
 	if c.set(p + ".oversize_handling") {
 		c.enum(p+".oversize_handling", "oversize handling", a.OversizeHandling, oversizeHandlings)
 	}
+	c.webACLStore(p, a) // validate_waf_rate.go
 	names := customResponseNames(a)
 	for _, name := range names {
 		cr := a.CustomResponses[name]

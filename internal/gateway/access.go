@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -133,8 +135,17 @@ func (r *throttleRule) clientKey(req *http.Request, id *identity) string {
 	if k == "" {
 		k = "-"
 	}
+	if len(k) > maxClientKeyBytes {
+		// A header value can be ~64 KB: neither store should be handed (or hold) that.
+		sum := sha256.Sum256([]byte(k))
+		k = "\x00sha256:" + base64.RawURLEncoding.EncodeToString(sum[:])
+	}
 	return r.prefix + k
 }
+
+// maxClientKeyBytes is the longest client key used as is in a bucket name; a longer one (a
+// client-chosen header value) is replaced by its SHA-256.
+const maxClientKeyBytes = 96
 
 // newAccess compiles cfg's access settings for the gateway's routes (in cfg.Routes order).
 func newAccess(cfg config.Gateway, routes []*route, logger *slog.Logger) (*access, error) {

@@ -444,3 +444,25 @@ func TestClientKeyExtraction(t *testing.T) {
 		t.Errorf("no key: %q", got)
 	}
 }
+
+// TestClientKeyHashesLongHeader: a header-keyed throttle does not put a client's ~64 KB header
+// value in a bucket name, and two long values still get two buckets.
+func TestClientKeyHashesLongHeader(t *testing.T) {
+	open, _ := compileThrottles("g", "l", []config.Throttle{{Key: "header:X-Tenant", Rate: 1, Burst: 1}})
+	key := func(v string) string {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("X-Tenant", v)
+		return open[0].clientKey(req, &identity{})
+	}
+	long := strings.Repeat("a", 64<<10)
+	k1, k2 := key(long), key(long[:len(long)-1]+"b")
+	if len(k1) > len(open[0].prefix)+64 {
+		t.Fatalf("bucket name of %d bytes for a 64 KB header value, want it hashed", len(k1))
+	}
+	if k1 == k2 || k1 != key(long) {
+		t.Fatal("long values do not map one-to-one to buckets")
+	}
+	if got := key(strings.Repeat("a", maxClientKeyBytes)); got != open[0].prefix+strings.Repeat("a", maxClientKeyBytes) {
+		t.Fatalf("a %d-byte value was changed: %q", maxClientKeyBytes, got)
+	}
+}

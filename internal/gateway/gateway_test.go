@@ -534,3 +534,62 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestMappedHeaderUnderscoreSpelling sends, over a raw socket, client copies of mapped headers
+// spelled with "_" for "-" (which CGI, WSGI, Rack and PHP backends read as the same HTTP_X_USER).
+// The backend must get only the gateway's values, and unrelated underscore headers intact.
+func TestMappedHeaderUnderscoreSpelling(t *testing.T) {
+	f := newFixture(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.gw.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw := "GET /whoami HTTP/1.1\r\n" +
+		"Host: gateway.test\r\n" +
+		"X_User: admin\r\n" +
+		"x_user: admin2\r\n" +
+		"X-user_: not-the-same\r\n" +
+		"X_Origin_Verify: client-1\r\n" +
+		"x-origin_verify: client-2\r\n" +
+		"X_Other_Thing: kept\r\n" +
+		"\r\n"
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status = %d", resp.StatusCode)
+	}
+	seen := f.backend.all()
+	if len(seen) != 1 {
+		t.Fatalf("backend received %d requests, want 1", len(seen))
+	}
+	cgi := func(k string) string { return strings.ToUpper(strings.ReplaceAll(k, "-", "_")) }
+	var users, verify []string
+	for k, v := range seen[0].Header {
+		switch cgi(k) {
+		case "X_USER":
+			users = append(users, v...)
+		case "X_ORIGIN_VERIFY":
+			verify = append(verify, v...)
+		}
+	}
+	if len(users) != 0 {
+		t.Errorf("backend got client X-User values %q; X-User is mapped (empty here), so none may pass", users)
+	}
+	if len(verify) != 1 || verify[0] != f.secret {
+		t.Errorf("backend got %d X-Origin-Verify spellings (a client value among them: %v), want only the keyring's secret",
+			len(verify), slices.ContainsFunc(verify, func(v string) bool { return strings.HasPrefix(v, "client-") }))
+	}
+	if got := seen[0].Header.Get("X_other_thing"); got != "kept" {
+		t.Errorf("unrelated X_Other_Thing = %q, want kept", got)
+	}
+	if got := seen[0].Header.Get("X-User_"); got != "not-the-same" {
+		t.Errorf("X-User_ (another name) = %q, want it kept", got)
+	}
+}

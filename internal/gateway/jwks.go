@@ -45,7 +45,7 @@ var errNoKeys = errors.New("no JWKS keys available")
 
 func newJWKSSource(file, url string, refresh, timeout time.Duration, logger *slog.Logger) (*jwksSource, error) {
 	s := &jwksSource{file: file, url: url, refresh: refresh, logger: logger, now: time.Now,
-		client: &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+		client: &http.Client{Timeout: timeout, Transport: jwksTransport(), CheckRedirect: func(*http.Request, []*http.Request) error {
 			return errors.New("JWKS fetch: redirects are not followed")
 		}}}
 	if file != "" {
@@ -55,6 +55,15 @@ func newJWKSSource(file, url string, refresh, timeout time.Duration, logger *slo
 		}
 	}
 	return s, nil
+}
+
+// jwksTransport is the transport of JWKS fetches. Like the proxy's (proxy.NewTransport), it never
+// follows HTTP_PROXY or HTTPS_PROXY from the environment: whoever runs that proxy would see every
+// fetch, and for an http:// URL could hand the gateway keys of their own.
+func jwksTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	return t
 }
 
 // load reads or fetches the keys and installs them.

@@ -89,15 +89,20 @@ func evaluateMappings(ms []mapping, r *http.Request, requestID string) []mappedH
 }
 
 // applyMappings gives mapped headers overwrite semantics on the outbound request's header: every
-// copy of a mapped name, whatever its case, is removed, then the gateway's value is set. An empty
-// value (such as a ${request.header.NAME} the client did not send) leaves the header absent. It
-// runs after the outbound URL is final, so that a signed token covers what is actually sent.
+// copy of a mapped name is removed, whatever its case and whether it is spelled with "_" or "-",
+// then the gateway's value is set. An empty value (such as a ${request.header.NAME} the client
+// did not send) leaves the header absent. It runs after the outbound URL is final, so that a
+// signed token covers what is actually sent.
+//
+// The "_" spelling matters because CGI, WSGI, Rack and PHP backends expose both X-User and X_User
+// as HTTP_X_USER: a client X_User that survived would stand in for, or shadow, the gateway's.
 func (g *Gateway) applyMappings(out *http.Request, ex *exchange) {
 	h := out.Header
-	for _, m := range g.mappings {
-		for k := range h {
-			if strings.EqualFold(k, m.name) {
+	for k := range h {
+		for _, m := range g.mappings {
+			if sameHeaderCGI(k, m.name) {
 				delete(h, k)
+				break
 			}
 		}
 	}
@@ -113,4 +118,31 @@ func (g *Gateway) applyMappings(out *http.Request, ex *exchange) {
 			h[mh.name] = []string{mh.value}
 		}
 	}
+}
+
+// sameHeaderCGI reports whether header names a and b are the same once "_" is read as "-" and
+// ASCII case is ignored: the name a CGI-style backend (HTTP_X_USER) gives both.
+func sameHeaderCGI(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -275,32 +275,51 @@ func newSlowBackend(t *testing.T, name string) *slowBackend {
 func (sb *slowBackend) addr() string { return sb.Listener.Addr().String() }
 
 func TestLeastOutstandingRequests(t *testing.T) {
-	slow := newSlowBackend(t, "slow")
-	fast := newBackend(t, "fast", "127.0.0.1:0")
-	g := group("g", fast)
-	g.Targets = append(g.Targets, slow.addr())
+	slow, fast := newSlowBackend(t, "slow"), newSlowBackend(t, "fast")
+	g := group("g")
+	g.Targets = []string{fast.addr(), slow.addr()}
 	g.Algorithm = config.LeastOutstandingRequests
-	_, url := serve(t, forwardAll(g, ""), nil)
-	// Park two requests on the slow target, then every new request must go to the fast one.
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() { tryGet(url + "/") })
+	lb, url := serve(t, forwardAll(g, ""), nil)
+	release := func(sb *slowBackend) {
+		select {
+		case <-sb.release:
+		default:
+			close(sb.release)
+		}
 	}
-	// Until the slow target holds two requests, the fast one may take some; count after.
+	// Registered after serve, so it runs before the server's Close, which waits for them.
+	t.Cleanup(func() { release(fast); release(slow) })
+	inFlight := func(addr string) int64 {
+		targets, _ := lb.Targets("g")
+		for _, ts := range targets {
+			if ts.Address == addr {
+				return ts.InFlight
+			}
+		}
+		return -1
+	}
+	// Both targets hold their requests at first, so the counts of outstanding requests are
+	// exact and the slow target holds two by the fourth request, whatever the timing.
+	var wg sync.WaitGroup
+	var sent int32
 	waitFor(t, "two requests parked on the slow target", func() bool {
 		if slow.started.Load() < 2 {
-			go tryGet(url + "/")
+			sent++
+			wg.Go(func() { tryGet(url + "/") })
 			time.Sleep(5 * time.Millisecond)
 			return false
 		}
 		return true
 	})
+	waitFor(t, "every request at a target", func() bool { return slow.started.Load()+fast.started.Load() == sent })
+	release(fast)
+	waitFor(t, "the fast target idle", func() bool { return inFlight(fast.addr()) == 0 })
 	for range 20 {
 		if got := do(t, "GET", url+"/"); got.body != "fast" {
 			t.Fatalf("request went to %q while the slow target has outstanding requests", got.body)
 		}
 	}
-	close(slow.release)
+	release(slow)
 	wg.Wait()
 }
 

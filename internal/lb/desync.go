@@ -30,9 +30,17 @@ import (
 //   - ambiguous: servers may disagree on it (both Transfer-Encoding and Content-Length, the same
 //     Content-Length twice, a header that normalizes to Transfer-Encoding or Content-Length,
 //     obs-fold lines, GET or HEAD with a body, a header line without a colon, an empty name);
-//   - severe: built to confuse parsers (different Content-Length values, a non-numeric one, an
-//     unknown or repeated chunked Transfer-Encoding, NUL or CR inside a header or the URI, a bad
-//     method or version, a bad chunk size in the body).
+//   - severe: built to confuse parsers (different Content-Length values, a non-numeric one or a
+//     list, an unknown or repeated chunked Transfer-Encoding, NUL or CR inside a header or the
+//     URI, a bad method or version, a bad chunk size in the body).
+//
+// Header names and codings are compared in ASCII only, as HTTP servers do: Unicode case folding
+// would make "Tran\u017Ffer-Encoding" (long s) the Transfer-Encoding header.
+//
+// After a protocol upgrade request (WebSocket) the guard holds what follows until the response
+// is known: a 101 relayed on the hijacked connection turns it into an opaque tunnel, anything else
+// leaves it HTTP and the held bytes are classified, so "Upgrade: websocket" cannot switch the
+// guard off for the requests pipelined behind it.
 //
 // Modes, as AWS documents them: monitor serves everything; defensive (the default) blocks severe
 // requests with 400 and closes the connection, and serves ambiguous ones but then closes the
@@ -61,7 +69,21 @@ type verdict struct {
 	goRejects  bool // net/http would refuse the head: answered with a JSON 400 here instead
 	method     string
 	path       string
+
+	// upgrade marks an admitted protocol upgrade (WebSocket; never h2c): the guard holds what
+	// follows it until the response is known. outcome is guarded by guardConn.mu.
+	upgrade bool
+	outcome upgradeOutcome
 }
+
+// upgradeOutcome is what became of an upgrade request.
+type upgradeOutcome int
+
+const (
+	upPending upgradeOutcome = iota
+	upTunnel                 // answered 101 on the hijacked connection: bytes are no longer HTTP
+	upRefused                // answered otherwise: the connection stays HTTP and guarded
+)
 
 type verdictKey struct{}
 
@@ -134,7 +156,7 @@ func classifyHead(head []byte) *verdict {
 			continue
 		}
 		name, value := line[:colon], strings.Trim(line[colon+1:], " \t")
-		prevContentType = strings.EqualFold(name, "Content-Type")
+		prevContentType = asciiEqualFold(name, "Content-Type")
 		if strings.ContainsAny(name, "\x00\r") || strings.ContainsAny(value, "\x00\r") {
 			v.raise(classSevere, "BadHeader")
 			continue
@@ -144,9 +166,9 @@ func classifyHead(head []byte) *verdict {
 			continue
 		}
 		switch {
-		case strings.EqualFold(name, "Content-Length"):
+		case asciiEqualFold(name, "Content-Length"):
 			cls = append(cls, value)
-		case strings.EqualFold(name, "Transfer-Encoding"):
+		case asciiEqualFold(name, "Transfer-Encoding"):
 			tes = append(tes, value)
 		case suspiciousName(name):
 			v.raise(classAmbiguous, "SuspiciousHeader")
@@ -202,26 +224,26 @@ func classifyFraming(v *verdict, cls, tes []string, version string) {
 	bodyless := v.method == http.MethodGet || v.method == http.MethodHead
 	var length string
 	for _, h := range cls {
-		for _, part := range strings.Split(h, ",") {
-			part = strings.Trim(part, " \t")
-			if part == "" || len(part) > 18 || strings.Trim(part, "0123456789") != "" {
-				v.raise(classSevere, "BadContentLength")
-				continue
-			}
-			switch {
-			case length == "":
-				length = part
-			case strings.TrimLeft(part, "0") != strings.TrimLeft(length, "0"):
-				v.raise(classSevere, "MultipleContentLength")
-			default:
-				v.raise(classAmbiguous, "DuplicateContentLength")
-			}
+		// One decimal number per header, as http_desync_guardian requires: a list ("1, 1") is
+		// BadContentLength, whatever RFC 9110 allows for identical values, since servers
+		// disagree on it (net/http refuses it, others take the first or the last).
+		if h == "" || len(h) > 18 || strings.Trim(h, "0123456789") != "" {
+			v.raise(classSevere, "BadContentLength")
+			continue
+		}
+		switch {
+		case length == "":
+			length = h
+		case strings.TrimLeft(h, "0") != strings.TrimLeft(length, "0"):
+			v.raise(classSevere, "MultipleContentLength")
+		default:
+			v.raise(classAmbiguous, "DuplicateContentLength")
 		}
 	}
 	chunked := 0
 	for _, h := range tes {
 		for _, part := range strings.Split(h, ",") {
-			coding := strings.ToLower(strings.Trim(part, " \t"))
+			coding := asciiLower(strings.Trim(part, " \t")) // not Unicode: "chun\u212Aed" is not chunked
 			switch coding {
 			case "chunked":
 				chunked++
@@ -253,7 +275,7 @@ func classifyFraming(v *verdict, cls, tes []string, version string) {
 // but becomes one under common normalizations: case folding (ſ, ı, K), dropping delimiters,
 // whitespace, control and non-ASCII characters, or cutting a short suffix.
 func suspiciousName(name string) bool {
-	if strings.EqualFold(name, "Transfer-Encoding") || strings.EqualFold(name, "Content-Length") {
+	if asciiEqualFold(name, "Transfer-Encoding") || asciiEqualFold(name, "Content-Length") {
 		return false
 	}
 	var b strings.Builder
@@ -278,6 +300,37 @@ func suspiciousName(name string) bool {
 		}
 	}
 	return false
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only, as HTTP compares header names:
+// strings.EqualFold folds Unicode, so "Tran\u017Ffer-Encoding" (long s) would equal
+// "Transfer-Encoding" there while every HTTP server sees another header.
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if asciiLowerByte(s[i]) != asciiLowerByte(t[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiLowerByte(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// asciiLower lowers ASCII letters only, leaving every other byte as it is.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = asciiLowerByte(c)
+	}
+	return string(b)
 }
 
 func isToken(s string) bool {
@@ -378,6 +431,7 @@ const (
 	stChunkData
 	stChunkCRLF
 	stTrailer
+	stUpgrade // after an upgrade request: bytes are held until its response is known
 	stPassthrough
 )
 
@@ -402,6 +456,9 @@ type guardConn struct {
 	remaining int64
 	line      []byte // an incomplete chunk-size or trailer line
 	crlf      int
+	afterBody int      // the state once the current request's body ends: stHead or stUpgrade
+	waiting   *verdict // the upgrade request that held bytes wait for (in stUpgrade)
+	held      []byte   // bytes read after an upgrade request, before its response
 	err       error
 	buf       [16 << 10]byte
 
@@ -411,6 +468,13 @@ type guardConn struct {
 	idle     *time.Timer
 	last     atomic.Int64 // unix nanoseconds of the last read or write
 	closed   atomic.Bool
+
+	// An upgrade request's handler hijacked the connection: the first bytes written on it are
+	// the response's status line, which decides between tunnel and HTTP.
+	sniffing atomic.Bool
+	sniff    *verdict
+	status   []byte
+	tunnel   bool // a 101 switched the connection to an opaque tunnel
 
 	// pending is a blocked request that arrived behind requests still being answered; its 400
 	// is written once they are, so that responses stay in order.
@@ -444,6 +508,9 @@ func (c *guardConn) touch() { c.last.Store(time.Now().UnixNano()) }
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	for len(c.out) == 0 {
+		if c.state == stUpgrade && c.resumeAfterUpgrade() {
+			continue
+		}
 		if c.pending != nil {
 			return 0, c.rejectWhenIdle()
 		}
@@ -482,6 +549,9 @@ func (c *guardConn) Read(p []byte) (int, error) {
 
 func (c *guardConn) Write(p []byte) (int, error) {
 	c.touch()
+	if c.sniffing.Load() {
+		c.sniffStatus(p) // before the bytes leave: the client may answer a 101 at once
+	}
 	return c.Conn.Write(p)
 }
 
@@ -493,11 +563,17 @@ func (c *guardConn) Close() error {
 	return c.Conn.Close()
 }
 
-// begin hands the handler the verdict of its request and marks a request in flight.
-func (c *guardConn) begin() *verdict {
+// begin hands the handler the verdict of its request r and marks a request in flight.
+func (c *guardConn) begin(r *http.Request) *verdict {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inflight++
+	// An http.Server without DisableGeneralOptionsHandler (server.Serve sets it) answers
+	// "OPTIONS *" itself: that verdict has no handler to go to, and keeping it would hand every
+	// later request the verdict of the one before.
+	for len(c.queue) > 0 && c.queue[0].isOptionsAsterisk() && !(r.Method == http.MethodOptions && r.RequestURI == "*") {
+		c.queue = c.queue[1:]
+	}
 	if len(c.queue) == 0 {
 		return nil
 	}
@@ -506,18 +582,90 @@ func (c *guardConn) begin() *verdict {
 	return v
 }
 
-func (c *guardConn) end() {
+func (v *verdict) isOptionsAsterisk() bool { return v.method == http.MethodOptions && v.path == "*" }
+
+// end marks the request of verdict v (nil when it had none) finished. An upgrade request that
+// ends without a 101 leaves the connection HTTP: the bytes held behind it are classified.
+func (c *guardConn) end(v *verdict) {
 	c.mu.Lock()
 	c.inflight--
+	if v != nil && v.upgrade && v.outcome == upPending {
+		v.outcome = upRefused
+	}
+	if c.sniff == v {
+		c.sniff, c.status = nil, nil
+		c.sniffing.Store(false)
+	}
 	c.mu.Unlock()
 	c.touch()
+}
+
+// hijacked records that the handler of upgrade request v took over the connection; its response
+// head is written next.
+func (c *guardConn) hijacked(v *verdict) {
+	c.mu.Lock()
+	c.sniff, c.status = v, nil
+	c.sniffing.Store(true)
+	c.mu.Unlock()
+}
+
+// sniffStatus reads the status line of the response written after a hijack: 101 turns the
+// connection into a tunnel, anything else leaves it HTTP.
+func (c *guardConn) sniffStatus(p []byte) {
+	const statusLen = len("HTTP/1.1 101")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.sniff
+	if v == nil {
+		return
+	}
+	c.status = append(c.status, p[:min(len(p), statusLen-len(c.status))]...)
+	if len(c.status) < statusLen {
+		return
+	}
+	if v.outcome == upPending {
+		v.outcome = upRefused
+		if s := string(c.status); s == "HTTP/1.1 101" || s == "HTTP/1.0 101" {
+			v.outcome, c.tunnel = upTunnel, true
+		}
+	}
+	c.sniff, c.status = nil, nil
+	c.sniffing.Store(false)
+}
+
+// resumeAfterUpgrade moves on from stUpgrade once the upgrade's outcome is known: the held bytes
+// go through untouched after a 101, or are classified as HTTP otherwise. It reports whether the
+// state changed.
+func (c *guardConn) resumeAfterUpgrade() bool {
+	c.mu.Lock()
+	outcome := c.waiting.outcome
+	c.mu.Unlock()
+	held := c.held
+	switch outcome {
+	case upTunnel:
+		c.state = stPassthrough
+		c.out = append(c.out, held...)
+	case upRefused:
+		c.state = stHead
+		// A read error that came while bytes were held is reported after them.
+		err := c.err
+		c.err = nil
+		c.feed(held)
+		if c.err == nil {
+			c.err = err
+		}
+	default:
+		return false
+	}
+	c.held, c.waiting = nil, nil
+	return true
 }
 
 // onIdle closes the connection when nothing was read or written for the idle timeout and no
 // request is in flight; a request waiting for its target is bounded by request_timeout instead.
 func (c *guardConn) onIdle() {
 	c.mu.Lock()
-	busy := c.inflight > 0
+	busy := c.inflight > 0 && !c.tunnel // a tunnel's request lasts as long as the tunnel
 	c.mu.Unlock()
 	since := time.Since(time.Unix(0, c.last.Load()))
 	if busy || since < c.l.idle {
@@ -537,6 +685,15 @@ func (c *guardConn) feed(b []byte) {
 		switch c.state {
 		case stPassthrough:
 			c.out = append(c.out, b...)
+			return
+		case stUpgrade:
+			c.held = append(c.held, b...)
+			if len(c.held) > maxGuardHead {
+				// A WebSocket client waits for the 101 before it sends a frame (RFC 6455 4.1).
+				c.l.lb.logger.Warn("desync: too much data before the response to an upgrade request; closing", "listener", c.l.listen, "remote", c.key)
+				c.err = errBlocked
+				_ = c.Conn.Close()
+			}
 			return
 		case stHead:
 			old := len(c.in)
@@ -563,7 +720,7 @@ func (c *guardConn) feed(b []byte) {
 			c.out = append(c.out, b[:n]...)
 			b = b[n:]
 			if c.remaining -= int64(n); c.remaining == 0 {
-				c.state = stHead
+				c.state = c.afterBody
 			}
 		case stChunkData:
 			n := int(min(int64(len(b)), c.remaining))
@@ -600,7 +757,7 @@ func (c *guardConn) feed(b []byte) {
 			c.line = c.line[:0]
 			if c.state == stTrailer {
 				if line == "" {
-					c.state = stHead
+					c.state = c.afterBody
 				}
 				continue
 			}
@@ -666,8 +823,16 @@ func (c *guardConn) admit(head []byte) bool {
 	}
 	// Frame the body the way net/http will: chunked when Transfer-Encoding is present (it
 	// refuses any other coding), else Content-Length, else none.
-	c.state = stHead
+	c.state, c.afterBody = stHead, stHead
 	if req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head))); err == nil {
+		// After an upgrade request nobody knows yet whether the next bytes are a request or
+		// another protocol: they are held until the response says (resumeAfterUpgrade). An
+		// ambiguous request is served without its upgrade (requestHeaders), so it never is one.
+		if isUpgrade(req.Header) && !v.closeConns {
+			v.upgrade = true
+			c.afterBody, c.waiting = stUpgrade, v
+		}
+		c.state = c.afterBody
 		switch {
 		case len(req.TransferEncoding) > 0:
 			c.state = stChunkSize
@@ -732,4 +897,23 @@ func (c *guardConn) linger() {
 	}
 	_ = c.Conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, 256<<10))
+}
+
+// isUpgrade reports a protocol upgrade that the proxy forwards, as httputil.ReverseProxy detects
+// one: "upgrade" among the Connection tokens and an Upgrade header. h2c is left out (the proxy
+// strips it, see internal/proxy), and so is any list naming it: such a request stays guarded.
+func isUpgrade(h http.Header) bool {
+	return strings.Trim(h.Get("Upgrade"), " \t") != "" && hasToken(h.Values("Connection"), "upgrade") && !hasToken(h.Values("Upgrade"), "h2c")
+}
+
+// hasToken reports whether the comma-separated header values name token (ASCII case-insensitive).
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			if asciiEqualFold(strings.Trim(t, " \t"), token) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -257,6 +257,13 @@ func (lb *LoadBalancer) newListener(i int, l config.Listener, cfg config.LoadBal
 	default:
 		return nil, fmt.Errorf("desync_mitigation_mode %q: want monitor, defensive or strictest", li.desync)
 	}
+	if li.tls {
+		// WrapListener leaves TLS connections to net/http (desync.go), so the mode, set or
+		// defaulted, does not apply here: say so instead of implying a protection that is absent.
+		lb.logger.Warn("desync mitigation does not apply to an HTTPS listener",
+			"load_balancer", cfg.Name, "listener", l.Listen, "desync_mitigation_mode", li.desync,
+			"hint", "requests are parsed by net/http's strict HTTP/1 and HTTP/2 parsers only; see docs/load-balancer.md")
+	}
 	switch li.xff {
 	case config.XFFAppend, config.XFFPreserve, config.XFFRemove:
 	default:

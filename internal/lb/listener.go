@@ -1,10 +1,12 @@
 package lb
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,14 +34,36 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), listenerKey{}, l)
 	if c, ok := l.conns.Load(r.RemoteAddr); ok && r.ProtoMajor == 1 {
 		gc := c.(*guardConn)
-		v := gc.begin()
-		defer gc.end()
+		v := gc.begin(r)
+		defer gc.end(v)
 		if v != nil {
 			ctx = context.WithValue(ctx, verdictKey{}, v)
+			if v.upgrade {
+				w = &upgradeWriter{ResponseWriter: w, gc: gc, v: v}
+			}
 		}
 	}
 	l.handler.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// upgradeWriter tells the guard when the handler of an upgrade request hijacks the connection
+// (httputil.ReverseProxy does so to relay a 101). Unwrap lets http.ResponseController find it
+// and everything else of the underlying writer.
+type upgradeWriter struct {
+	http.ResponseWriter
+	gc *guardConn
+	v  *verdict
+}
+
+func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.gc.hijacked(w.v)
+	}
+	return conn, brw, err
+}
+
+func (w *upgradeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // traceHeader carries the request's trace id, as X-Amzn-Trace-Id does on AWS: Root=1-<time>-<id>
 // is set when absent, and an existing Root is kept while Self is set to this hop's id.
@@ -103,6 +127,9 @@ func (l *listener) requestHeaders(next http.Handler) http.Handler {
 		}
 		if v, ok := r.Context().Value(verdictKey{}).(*verdict); ok && v.closeConns {
 			w.Header().Set("Connection", "close")
+			// Served as a plain request: a protocol switch would turn the connection into a
+			// tunnel that outlives the close the verdict asks for.
+			r.Header.Del("Upgrade")
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -51,6 +51,13 @@ func NewReplayCache(period time.Duration, size int) *ReplayCache {
 // last period by another owner, and ErrReplayCacheFull when there is no room to record it. The
 // same live owner (one *http.Request checked by two rules) may check a nonce more than once.
 func (c *ReplayCache) Check(nonce string, now time.Time, owner weak.Pointer[http.Request]) error {
+	_, err := c.check(nonce, now, owner)
+	return err
+}
+
+// check is Check that also reports whether the nonce was recorded before by the same live owner,
+// so that a shared store behind the cache is consulted once per request, not once per rule.
+func (c *ReplayCache) check(nonce string, now time.Time, owner weak.Pointer[http.Request]) (repeat bool, err error) {
 	sh := &c.shards[maphash.String(c.seed, nonce)%replayShards]
 	gen := now.UnixNano() / c.period
 	sh.mu.Lock()
@@ -72,16 +79,16 @@ func (c *ReplayCache) Check(nonce string, now time.Time, owner weak.Pointer[http
 	for _, m := range []map[string]weak.Pointer[http.Request]{sh.cur, sh.prev} {
 		if o, ok := m[nonce]; ok {
 			if owner.Value() != nil && o == owner {
-				return nil
+				return true, nil
 			}
-			return ErrReplay
+			return false, ErrReplay
 		}
 	}
 	if len(sh.cur)+len(sh.prev) >= c.perShard {
-		return ErrReplayCacheFull
+		return false, ErrReplayCacheFull
 	}
 	sh.cur[strings.Clone(nonce)] = owner // not a substring that would pin the whole header
-	return nil
+	return false, nil
 }
 
 // Len returns the number of nonces held.
@@ -95,3 +102,7 @@ func (c *ReplayCache) Len() int {
 	}
 	return n
 }
+
+// sharedTTL is how long a shared store remembers a nonce: two periods, as this cache at most
+// does, which covers a token's whole window even on a verifier whose clock is a period off.
+func (c *ReplayCache) sharedTTL() time.Duration { return 2 * time.Duration(c.period) }

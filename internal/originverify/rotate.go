@@ -149,6 +149,10 @@ type RotateOptions struct {
 	Grace time.Duration
 	// Progress receives one line per step. It never receives a secret.
 	Progress func(line string)
+	// Confirm, when set, replaces the Propagation delay: it returns once every verifier has
+	// loaded the pending key id (for example ConfirmLoaded on their admin APIs), or an error,
+	// which stops the rotation with the key still pending.
+	Confirm func(ctx context.Context, keyID string) error
 }
 
 // Rotate runs the four-step rotation on the keyring at path: add a pending key (verifiers accept
@@ -186,9 +190,16 @@ func Rotate(ctx context.Context, path string, o RotateOptions) error {
 	}
 
 	// Step 2: let every verifier load it.
-	progress(fmt.Sprintf("2/4 waiting %s for every verifier to load it", o.Propagation))
-	if err := sleep(ctx, o.Propagation); err != nil {
-		return fmt.Errorf("interrupted while key %s is pending (run rotate again to resume): %w", pending.ID, err)
+	if o.Confirm != nil {
+		progress(fmt.Sprintf("2/4 waiting until every verifier confirms it has loaded key %s", pending.ID))
+		if err := o.Confirm(ctx, pending.ID); err != nil {
+			return fmt.Errorf("key %s stays pending, gateways still send the current key (run rotate again to resume): %w", pending.ID, err)
+		}
+	} else {
+		progress(fmt.Sprintf("2/4 waiting %s for every verifier to load it", o.Propagation))
+		if err := sleep(ctx, o.Propagation); err != nil {
+			return fmt.Errorf("interrupted while key %s is pending (run rotate again to resume): %w", pending.ID, err)
+		}
 	}
 
 	// Step 3: injectors switch.

@@ -1,6 +1,7 @@
 package originverify
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -196,6 +197,7 @@ type SignedVerifier struct {
 	maxSkew int64 // seconds
 	cache   *ReplayCache
 	now     func() time.Time
+	shared  *sharedReplay // replaystore.go; nil: the in-memory cache alone
 }
 
 // SignedVerifier returns a verifier that accepts tokens whose time is within maxSkew of the
@@ -227,13 +229,13 @@ func (v *SignedVerifier) SetClock(now func() time.Time) { v.now = now }
 // Verify checks token for a request given by its method, Host and request-target. A token passes
 // once: its nonce is then remembered until the token has expired.
 func (v *SignedVerifier) Verify(method, host, requestURI, token string) (keyID string, err error) {
-	return v.verify(method, host, requestURI, token, weak.Pointer[http.Request]{})
+	return v.verify(context.Background(), method, host, requestURI, token, weak.Pointer[http.Request]{})
 }
 
 // VerifyRequest checks token for r. Checking the same token for the same *http.Request again
 // (two WAF rules reading one header) passes again; any other request is a replay.
 func (v *SignedVerifier) VerifyRequest(r *http.Request, token string) (keyID string, err error) {
-	return v.verify(r.Method, r.Host, RequestTarget(r), token, weak.Make(r))
+	return v.verify(r.Context(), r.Method, r.Host, RequestTarget(r), token, weak.Make(r))
 }
 
 // RequestTarget is the path and query of r as its client wrote them: what a signed token covers.
@@ -245,7 +247,7 @@ func RequestTarget(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-func (v *SignedVerifier) verify(method, host, requestURI, token string, owner weak.Pointer[http.Request]) (string, error) {
+func (v *SignedVerifier) verify(ctx context.Context, method, host, requestURI, token string, owner weak.Pointer[http.Request]) (string, error) {
 	t, err := ParseToken(token)
 	if err != nil {
 		return "", err
@@ -267,8 +269,14 @@ func (v *SignedVerifier) verify(method, host, requestURI, token string, owner we
 	if !ok {
 		return "", ErrBadMAC
 	}
-	if err := v.cache.Check(t.Nonce, v.now(), owner); err != nil {
+	repeat, err := v.cache.check(t.Nonce, v.now(), owner)
+	if err != nil {
 		return "", err
+	}
+	if v.shared != nil && !repeat {
+		if err := v.shared.record(ctx, v.k.name, t.Nonce, v.cache.sharedTTL()); err != nil {
+			return "", err
+		}
 	}
 	ak.matches.Add(1)
 	return ak.id, nil

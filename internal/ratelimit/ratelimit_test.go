@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"context"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,7 +25,7 @@ func (c *fakeClock) add(d time.Duration) {
 
 func TestMemoryBucket(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	m := newMemory(clk.now)
+	m := newMemory(clk.now, DefaultMaxBuckets)
 	l := Limit{Rate: 2, Burst: 3} // a token every 500ms
 	ctx := context.Background()
 	for i := range 3 {
@@ -53,16 +55,73 @@ func TestMemoryBucket(t *testing.T) {
 	}
 }
 
-func TestMemorySweepsFullBuckets(t *testing.T) {
+func TestMemoryDropsFullBuckets(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1e9, 0)}
-	m := newMemory(clk.now)
-	l := Limit{Rate: 1000, Burst: 1}
-	for i := range 2 * sweepEvery * len(m.shards) {
-		m.Allow(context.Background(), string(rune(i)), l)
+	m := newMemory(clk.now, DefaultMaxBuckets)
+	l := Limit{Rate: 1000, Burst: 1} // a bucket is full again 1ms after its request
+	for i := range 20_000 {
+		m.Allow(context.Background(), strconv.Itoa(i), l)
 		clk.add(time.Millisecond)
 	}
-	if n := m.size(); n > sweepEvery*len(m.shards) {
-		t.Fatalf("%d buckets kept, want full ones swept", n)
+	if n := m.size(); n > 1000 {
+		t.Fatalf("%d buckets kept, want full ones dropped as they come", n)
+	}
+	if n := m.evictedLive(); n != 0 {
+		t.Fatalf("%d live buckets evicted below the cap", n)
+	}
+}
+
+// TestMemoryHashesLongKeys: a client-chosen key (a header value of up to ~64 KB) is not kept as
+// is, and still names one bucket.
+func TestMemoryHashesLongKeys(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	m := newMemory(clk.now, DefaultMaxBuckets)
+	l := Limit{Rate: 0.001, Burst: 1}
+	long := "t|gw|gateway|header:X-Tenant|1/1|" + strings.Repeat("A", 64<<10)
+	if res, _ := m.Allow(context.Background(), long, l); !res.Allowed {
+		t.Fatal("first request refused")
+	}
+	if res, _ := m.Allow(context.Background(), long, l); res.Allowed {
+		t.Fatal("second request admitted: the long key did not name one bucket")
+	}
+	if res, _ := m.Allow(context.Background(), long[:len(long)-1]+"B", l); !res.Allowed {
+		t.Fatal("another long key shares the bucket")
+	}
+	for i := range m.shards {
+		for k := range m.shards[i].buckets {
+			if len(k) > maxKeyBytes+2 {
+				t.Fatalf("a %d-byte key is stored as is", len(k))
+			}
+		}
+	}
+}
+
+// TestMemoryCap floods the store with distinct keys whose buckets stay live (a slow rate): it
+// keeps at most its cap, and a bucket its client keeps hitting (here refused each time) is
+// never the one evicted, so a flood cannot reset the throttle on a client that is held back.
+func TestMemoryCap(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	const maxBuckets = 64 * 16
+	m := newMemory(clk.now, maxBuckets)
+	ctx := context.Background()
+	l := Limit{Rate: 1.0 / 3600, Burst: 1}
+	if res, _ := m.Allow(ctx, "held", l); !res.Allowed {
+		t.Fatal("first request refused")
+	}
+	for i := range 20 * maxBuckets {
+		if res, _ := m.Allow(ctx, "flood-"+strconv.Itoa(i), l); !res.Allowed {
+			t.Fatalf("new key %d refused: a full store must not lock new clients out", i)
+		}
+		if res, _ := m.Allow(ctx, "held", l); res.Allowed {
+			t.Fatalf("after %d flood keys the held-back client was admitted: its bucket was evicted", i+1)
+		}
+		clk.add(time.Millisecond)
+	}
+	if n := m.size(); n > maxBuckets {
+		t.Fatalf("%d buckets kept, want at most the cap of %d", n, maxBuckets)
+	}
+	if m.evictedLive() == 0 {
+		t.Fatal("no live bucket was evicted: the flood did not reach the cap")
 	}
 }
 

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
 	"sync"
 	"syscall"
 
+	"github.com/rampart-edge/rampart/internal/admin"
 	"github.com/rampart-edge/rampart/internal/config"
 	"github.com/rampart-edge/rampart/internal/observe"
 	"github.com/rampart-edge/rampart/internal/originverify"
@@ -62,16 +64,48 @@ func (t *Topology) loadKeyrings(cfg *config.Config, gateways []config.Gateway, l
 		list = append(list, k)
 	}
 	t.keyrings = keyrings
+	// GET /keyrings on the admin listener: what this process has loaded, which is how
+	// `rampart secret rotate --confirm` knows that a verifier accepts the pending key.
+	t.adminRoutes = append(t.adminRoutes, admin.Route{Pattern: "GET " + originverify.KeyringsPath, Handler: keyringsHandler(list)})
+
+	// SIGHUP is caught from Build on, not from when the runner starts, so that a reload signal
+	// sent right after start never falls to the default action (exit). A process that loads no
+	// keyring (an app tier) has nothing to reload, but must not die of the signal that operators
+	// and tools send to every process of a deployment either.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	t.closers = append(t.closers, func() { signal.Stop(hup) })
+	logger := t.logger.With("component", "keyring")
 	if len(list) > 0 {
-		// SIGHUP is caught from Build on, not from when the runner starts, so that a reload
-		// signal sent right after start never falls to the default action (exit).
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		t.closers = append(t.closers, func() { signal.Stop(hup) })
-		logger := t.logger.With("component", "keyring")
 		t.runners = append(t.runners, func(ctx context.Context) { watchKeyrings(ctx, list, hup, logger) })
+	} else {
+		t.runners = append(t.runners, func(ctx context.Context) { ignoreSIGHUP(ctx, hup, logger) })
 	}
 	return keyrings, nil
+}
+
+// keyringsHandler serves GET /keyrings: each keyring's name, key ids, states and match counts.
+// Secrets never leave the process: KeyringStatus has no field for one.
+func keyringsHandler(list []*originverify.Keyring) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := originverify.KeyringsStatus{Keyrings: []originverify.KeyringStatus{}}
+		for _, k := range list {
+			st.Keyrings = append(st.Keyrings, k.Status())
+		}
+		admin.WriteJSON(w, http.StatusOK, st)
+	})
+}
+
+// ignoreSIGHUP consumes SIGHUP until ctx is done, logging that there is nothing to reload.
+func ignoreSIGHUP(ctx context.Context, hup <-chan os.Signal, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			logger.Info("SIGHUP ignored: this process loads no keyring")
+		}
+	}
 }
 
 // newSecretRegistrar returns an OnLoad hook that adds to red the secrets it has not seen yet, so
@@ -121,10 +155,7 @@ func collectStatementSecrets(s config.Statement, names map[string]bool) {
 	if s.OriginVerify != nil {
 		names[s.OriginVerify.Secret] = true
 	}
-	if s.Not != nil {
-		collectStatementSecrets(*s.Not, names)
-	}
-	for _, c := range append(append([]config.Statement(nil), s.And...), s.Or...) {
-		collectStatementSecrets(c, names)
+	for _, c := range s.Children() {
+		collectStatementSecrets(*c, names)
 	}
 }

@@ -241,3 +241,25 @@ func TestSIGHUPReloadsKeyrings(t *testing.T) {
 	}
 	waitFor(t, "the SIGHUP reload", func() bool { return strings.Contains(logs.String(), "SIGHUP: reloading keyrings") })
 }
+
+// TestCollectStatementSecretsFindsNestedOnes: a keyring referenced anywhere in a statement tree,
+// a rate-based rule's scope-down statement included, is loaded.
+func TestCollectStatementSecretsFindsNestedOnes(t *testing.T) {
+	ov := func(secret string) config.Statement {
+		return config.Statement{OriginVerify: &config.OriginVerifyStatement{Header: "X-Origin-Verify", Secret: secret}}
+	}
+	notB := ov("b")
+	scope := ov("d")
+	s := config.Statement{And: []config.Statement{
+		ov("a"),
+		{Not: &notB},
+		{Or: []config.Statement{ov("c"), {RateBased: &config.RateBasedStatement{ScopeDownStatement: &scope}}}},
+	}}
+	names := map[string]bool{}
+	collectStatementSecrets(s, names)
+	for _, want := range []string{"a", "b", "c", "d"} {
+		if !names[want] {
+			t.Errorf("keyring %q not collected: %v", want, names)
+		}
+	}
+}

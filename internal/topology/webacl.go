@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/rampart-edge/rampart/internal/admin"
 	"github.com/rampart-edge/rampart/internal/config"
 	"github.com/rampart-edge/rampart/internal/originverify"
 	"github.com/rampart-edge/rampart/internal/waf"
@@ -31,15 +32,29 @@ func (t *Topology) buildWebACLs(cfg *config.Config, gateways []config.Gateway, l
 	}
 	shared := waf.NewShared()
 	t.closers = append(t.closers, shared.Close)
+	// The admin API's sample of recent matches, redacted as the WAF log is (docs/waf.md).
+	t.adminRoutes = append(t.adminRoutes, admin.Route{Pattern: "GET /waf/matches", Handler: shared.Matches().Handler()})
 	for _, ac := range cfg.WebACLs {
 		if !used[ac.Name] {
 			continue
 		}
-		acl, err := waf.New(ac, keyrings, logger.With("component", "waf"), waf.WithShared(shared))
+		acl, err := waf.New(ac, keyrings, logger.With("component", "waf"), waf.WithShared(shared), waf.WithRedactedHeaders(apiKeyHeaders(cfg)...))
 		if err != nil {
 			return nil, fmt.Errorf("web ACL %q: %w", ac.Name, err)
 		}
 		acls[ac.Name] = acl
 	}
 	return acls, nil
+}
+
+// apiKeyHeaders are the api_keys.header of every gateway: a gateway's web ACL runs before its
+// authorization, so the WAF log must never show what matched in them (any ACL may be the one).
+func apiKeyHeaders(cfg *config.Config) []string {
+	var out []string
+	for _, g := range cfg.Gateways {
+		if g.APIKeys != nil && g.APIKeys.Header != "" {
+			out = append(out, g.APIKeys.Header)
+		}
+	}
+	return out
 }

@@ -28,7 +28,7 @@ type builder struct {
 func (b *builder) compile(s config.Statement, path string) (cond, error) {
 	kinds := []bool{s.Not != nil, s.And != nil, s.Or != nil, s.OriginVerify != nil, s.ByteMatch != nil,
 		s.RegexMatch != nil, s.IPSet != nil, s.SizeConstraint != nil, s.SQLiMatch != nil, s.XSSMatch != nil,
-		s.LabelMatch != nil, s.ManagedRuleGroup != nil}
+		s.LabelMatch != nil, s.ManagedRuleGroup != nil, s.MTLS != nil, s.RateBased != nil}
 	set := 0
 	for _, present := range kinds {
 		if present {
@@ -106,6 +106,10 @@ func (b *builder) compile(s config.Statement, path string) (cond, error) {
 		return b.fieldCond(s.XSSMatch.FieldToMatch, s.XSSMatch.TextTransformations, path+".xss_match", libinjection.IsXSS)
 	case s.LabelMatch != nil:
 		return labelMatch(*s.LabelMatch, path+".label_match")
+	case s.RateBased != nil:
+		return nil, fmt.Errorf("%s.rate_based: must be a rule's whole statement", path) // rate.go
+	case s.MTLS != nil:
+		return mtlsCond(*s.MTLS, path+".mtls") // mtls.go
 	default:
 		return nil, fmt.Errorf("%s.managed_rule_group: must be a rule's whole statement", path)
 	}

@@ -2,8 +2,6 @@ package waf
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -39,10 +37,12 @@ type evalCtx struct {
 	jsonOK      bool
 	jsonKeys    []string
 	jsonValues  []string
+	jsonValKeys []string // jsonValKeys[i]: the member key jsonValues[i] is under, for the log
 
 	hit         hit        // the field and value that made the last statement match
 	crs         *crsResult // the managed rule group's findings, when one ran
 	internalErr error      // a failure that must block the request (fail closed)
+	storeErr    error      // the rate-limit store failed and on_store_error is deny: 503
 }
 
 // hit describes what matched, for the WAF log.
@@ -98,8 +98,8 @@ func (ec *evalCtx) readBody() {
 func (ec *evalCtx) queryArgs() url.Values {
 	if !ec.queryDone {
 		ec.queryDone = true
-		// ParseQuery keeps the pairs it could parse when it also reports an error.
-		ec.query, _ = url.ParseQuery(ec.r.URL.RawQuery)
+		// Lenient: a pair url.ParseQuery would drop still reaches lenient backends (lenient.go).
+		ec.query = parseArgsLenient(ec.r.URL.RawQuery)
 	}
 	return ec.query
 }
@@ -118,53 +118,26 @@ func (ec *evalCtx) formArgs() url.Values {
 		ec.formDone = true
 		if mt, _, _ := mime.ParseMediaType(ec.r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
 			ec.readBody()
-			ec.form, _ = url.ParseQuery(string(ec.body))
+			ec.form = parseArgsLenient(string(ec.body))
 		}
 	}
 	return ec.form
 }
 
 // jsonParts parses the body as JSON into its keys and scalar values (numbers as written, true,
-// false, null). jsonOK is false for a body that is not valid JSON (or cut by the limit).
+// false, null), every occurrence of a duplicated key included (jsonWalk, lenient.go). jsonOK is
+// false for a body that is not valid JSON (or cut by the limit).
 func (ec *evalCtx) jsonParts() {
 	if ec.jsonDone {
 		return
 	}
 	ec.jsonDone = true
 	ec.readBody()
-	dec := json.NewDecoder(bytes.NewReader(ec.body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return // trailing data
-	}
-	ec.jsonOK = true
-	var walk func(v any)
-	walk = func(v any) {
-		switch t := v.(type) {
-		case map[string]any:
-			for k, x := range t {
-				ec.jsonKeys = append(ec.jsonKeys, k)
-				walk(x)
-			}
-		case []any:
-			for _, x := range t {
-				walk(x)
-			}
-		case string:
-			ec.jsonValues = append(ec.jsonValues, t)
-		case json.Number:
-			ec.jsonValues = append(ec.jsonValues, t.String())
-		case bool:
-			ec.jsonValues = append(ec.jsonValues, fmt.Sprint(t))
-		case nil:
-			ec.jsonValues = append(ec.jsonValues, "null")
-		}
-	}
-	walk(v)
+	ec.jsonOK = jsonWalk(ec.body,
+		func(k string) { ec.jsonKeys = append(ec.jsonKeys, k) },
+		func(k, v string) {
+			ec.jsonValues, ec.jsonValKeys = append(ec.jsonValues, v), append(ec.jsonValKeys, k)
+		})
 }
 
 // sourceAddr is the connection's peer address.
@@ -322,8 +295,8 @@ func compileField(f config.FieldToMatch, at string) (field, error) {
 				}
 			}
 			if scope != scopeKey {
-				for _, v := range ec.jsonValues {
-					if visit("", v) {
+				for i, v := range ec.jsonValues {
+					if visit(ec.jsonValKeys[i], v) {
 						return true
 					}
 				}

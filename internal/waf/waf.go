@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rampart-edge/rampart/internal/config"
@@ -93,12 +94,21 @@ type customResponse struct {
 // Shared holds what the web ACLs of one config share: the compiled managed rule groups. Its
 // owner closes it when the config is replaced, which releases the compiled rules.
 type Shared struct {
-	mu  sync.Mutex
-	crs map[string]*crsGroup
+	mu     sync.Mutex
+	crs    map[string]*crsGroup
+	replay replayStores // statement.go: Redis replay stores of signed origin_verify statements
+	rate   rateStores   // rate.go: rate_based counters
+	// matches are the recent matches of the ACLs built with this Shared (matches.go).
+	matches *Matches
 }
 
 // NewShared returns an empty Shared.
-func NewShared() *Shared { return &Shared{crs: map[string]*crsGroup{}} }
+func NewShared() *Shared {
+	return &Shared{crs: map[string]*crsGroup{}, matches: NewMatches(DefaultSampledMatches)}
+}
+
+// Matches returns the ring of the recent matches of the ACLs built with s, for the admin API.
+func (s *Shared) Matches() *Matches { return s.matches }
 
 // Close releases the compiled managed rule groups. ACLs built with s must not be used after.
 func (s *Shared) Close() {
@@ -108,6 +118,8 @@ func (s *Shared) Close() {
 		g.close()
 		delete(s.crs, k)
 	}
+	s.replay.close()
+	s.rate.close()
 }
 
 // Option changes how New builds an ACL.
@@ -116,6 +128,7 @@ type Option func(*options)
 type options struct {
 	shared   *Shared
 	crsExtra string
+	redact   []string // WithRedactedHeaders (redact.go), lowercase
 }
 
 // WithShared makes the ACL share compiled managed rule groups with the other ACLs built with s.
@@ -175,6 +188,7 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 				g.close()
 			}
 			a.shared.crs = nil
+			a.shared.replay.close()
 		}
 	}()
 
@@ -182,7 +196,8 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 	ordered := slices.Clone(cfg.Rules)
 	slices.SortStableFunc(ordered, func(x, y config.WAFRule) int { return cmp.Compare(x.Priority, y.Priority) })
 
-	b := &builder{compiler: &compiler{keyrings: keyrings}, oversize: oversize, bodyLimit: a.bodyLimit, crsExtra: o.crsExtra, shared: a.shared}
+	b := &builder{compiler: &compiler{keyrings: keyrings, shared: a.shared, logger: logger}, oversize: oversize, bodyLimit: a.bodyLimit, crsExtra: o.crsExtra, shared: a.shared}
+	var store *rateStore // the ACL's rate_limit_store, opened by its first rate_based rule (rate.go)
 	for _, r := range ordered {
 		if r.Action != config.ActionCount && !isTerminal(r.Action) {
 			return nil, fmt.Errorf("rule %q: action %q: want allow, block or count", r.Name, r.Action)
@@ -206,6 +221,19 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 			}
 			rl.match, rl.crs = group.cond, true
 			a.hasCRS = true
+		} else if rb := r.Statement.RateBased; rb != nil && countKinds(r.Statement) == 1 {
+			if store == nil {
+				lim, err := a.shared.rate.limiter(cfg.RateLimitStore)
+				if err != nil {
+					return nil, err
+				}
+				store = &rateStore{limiter: lim, allowOnError: cfg.OnStoreError == config.StoreErrorAllow}
+			}
+			m, err := b.rateBased(*rb, store, logger, a.name, r.Name, "statement.rate_based")
+			if err != nil {
+				return nil, fmt.Errorf("rule %q: %w", r.Name, err)
+			}
+			rl.match = m
 		} else {
 			m, err := b.compile(r.Statement, "statement")
 			if err != nil {
@@ -215,7 +243,7 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 		}
 		a.rules = append(a.rules, rl)
 	}
-	a.secretHeaders = b.secretHeaders
+	a.secretHeaders = slices.Concat(b.secretHeaders, o.redact)
 	for _, name := range slices.Sorted(maps.Keys(keyrings)) {
 		a.keyrings = append(a.keyrings, keyrings[name])
 	}
@@ -228,7 +256,7 @@ func countKinds(s config.Statement) int {
 	n := 0
 	for _, set := range []bool{s.Not != nil, s.And != nil, s.Or != nil, s.OriginVerify != nil, s.ByteMatch != nil,
 		s.RegexMatch != nil, s.IPSet != nil, s.SizeConstraint != nil, s.SQLiMatch != nil, s.XSSMatch != nil,
-		s.LabelMatch != nil, s.ManagedRuleGroup != nil} {
+		s.LabelMatch != nil, s.ManagedRuleGroup != nil, s.MTLS != nil, s.RateBased != nil} {
 		if set {
 			n++
 		}
@@ -310,6 +338,12 @@ func (a *WebACL) evaluate(ec *evalCtx) Decision {
 		rl := &a.rules[i]
 		ec.hit, ec.crs = hit{}, nil
 		matched := rl.match(ec)
+		if ec.storeErr != nil {
+			// on_store_error: deny. The rate-limit store cannot decide: refuse, as the gateway does.
+			d.Action, d.Rule, d.Status = config.ActionBlock, rl.name, http.StatusServiceUnavailable
+			d.Labels = cloneLabels(ec.labels)
+			return d
+		}
 		if ec.internalErr != nil || ec.bodyErr != nil {
 			d.Action, d.Rule, d.Status = config.ActionBlock, rl.name, http.StatusInternalServerError
 			msg := "web ACL evaluation failed; blocking the request"
@@ -370,9 +404,12 @@ func cloneLabels(l []string) []string {
 // credentialHeaders are never logged, whatever matched in them.
 var credentialHeaders = []string{"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 
-// log writes one WAF log line for a terminating or counted match.
+// log writes one WAF log line for a terminating or counted match, and records the same match,
+// redacted the same way, in the shared ring the admin API reads (matches.go).
 func (a *WebACL) log(ec *evalCtx, rl *rule, ruleName, action string) {
 	r := ec.r
+	m := Match{Time: time.Now(), ACL: a.name, Rule: ruleName, Action: action, Method: r.Method, Path: r.URL.Path,
+		SourceIP: sourceIP(r), RequestID: r.Header.Get("X-Request-Id")}
 	attrs := make([]slog.Attr, 0, 14)
 	attrs = append(attrs,
 		slog.String("acl", a.name),
@@ -380,36 +417,34 @@ func (a *WebACL) log(ec *evalCtx, rl *rule, ruleName, action string) {
 		slog.String("action", action),
 	)
 	if len(ec.labels) > 0 {
-		attrs = append(attrs, slog.Any("labels", slices.Clone(ec.labels)))
+		m.Labels = slices.Clone(ec.labels)
+		attrs = append(attrs, slog.Any("labels", m.Labels))
 	}
 	if ec.hit.set {
-		attrs = append(attrs, slog.String("field", ec.hit.field), slog.String("value", a.loggable(ec.hit.field, ec.hit.value)))
+		m.Field, m.Value = ec.hit.field, a.loggable(ec.hit.field, ec.hit.value)
+		attrs = append(attrs, slog.String("field", m.Field), slog.String("value", m.Value))
 	}
 	if rl != nil && rl.crs && ec.crs != nil {
-		attrs = append(attrs, slog.Any("crs_rule_ids", slices.Clone(ec.crs.ids)), slog.Int("crs_anomaly_score", ec.crs.score))
+		score := ec.crs.score
+		m.CRSRuleIDs, m.CRSAnomalyScore = slices.Clone(ec.crs.ids), &score
+		attrs = append(attrs, slog.Any("crs_rule_ids", m.CRSRuleIDs), slog.Int("crs_anomaly_score", score))
 	}
 	attrs = append(attrs,
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
-		slog.String("source_ip", sourceIP(r)),
-		slog.String("request_id", r.Header.Get("X-Request-Id")),
+		slog.String("method", m.Method),
+		slog.String("path", m.Path),
+		slog.String("source_ip", m.SourceIP),
+		slog.String("request_id", m.RequestID),
 	)
 	a.logger.LogAttrs(r.Context(), slog.LevelInfo, "waf", attrs...)
+	a.shared.matches.add(m)
 }
 
 // loggable returns the value to log for a match in field: redacted when the field is a secret or
-// credential header or the value holds a keyring secret, else truncated to maxLoggedValue bytes.
+// credential header or parameter (redactedField, redact.go) or the value holds a keyring secret,
+// else truncated to maxLoggedValue bytes.
 func (a *WebACL) loggable(field, value string) string {
-	lf := strings.ToLower(field)
-	for _, h := range a.secretHeaders {
-		if strings.Contains(lf, strings.ToLower(h)) {
-			return "[REDACTED]"
-		}
-	}
-	for _, h := range credentialHeaders {
-		if strings.Contains(lf, h) {
-			return "[REDACTED]"
-		}
+	if a.redactedField(field, value) {
+		return "[REDACTED]"
 	}
 	for _, kr := range a.keyrings {
 		for _, s := range kr.Secrets() {
@@ -468,6 +503,8 @@ func writeBlock(w http.ResponseWriter, d Decision) {
 		_, _ = w.Write(c.body)
 	case d.Status == http.StatusInternalServerError:
 		proxy.WriteJSONError(w, http.StatusInternalServerError, "Internal Server Error")
+	case d.Status == http.StatusServiceUnavailable:
+		proxy.WriteJSONError(w, http.StatusServiceUnavailable, "Service Unavailable")
 	case d.Status == http.StatusBadRequest:
 		proxy.WriteJSONError(w, http.StatusBadRequest, "Bad Request")
 	default:
