@@ -50,6 +50,8 @@ type Gateway struct {
 	APIKeys        *APIKeys     `yaml:"api_keys"`
 	UsagePlans     []UsagePlan  `yaml:"usage_plans"`
 	Authorizers    []Authorizer `yaml:"authorizers"`
+	// MaxBodyBytes caps a request body (default 10 MiB); a route's max_body_bytes overrides it.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
 
 // HeaderMapping is one `Name: template` entry of request_headers. YAML gives it as a mapping; the
@@ -91,6 +93,8 @@ type Route struct {
 	Authorizer     string     `yaml:"authorizer"`
 	Scopes         []string   `yaml:"scopes"`
 	APIKeyRequired *bool      `yaml:"api_key_required"`
+	// MaxBodyBytes overrides the gateway's max_body_bytes for this route (0: the gateway's).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
 
 // Integration is the backend a route proxies to.

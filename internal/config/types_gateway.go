@@ -99,3 +99,12 @@ type Authorizer struct {
 	JWKSRefresh      Duration `yaml:"jwks_refresh"`
 	JWKSFetchTimeout Duration `yaml:"jwks_fetch_timeout"`
 }
+
+// Request body limits (gateways[].max_body_bytes, routes[].max_body_bytes).
+const (
+	// DefaultMaxBodyBytes is AWS API Gateway's payload limit.
+	DefaultMaxBodyBytes int64 = 10 << 20
+	// MaxMaxBodyBytes is the largest limit accepted: the gateway streams bodies, but a body
+	// beyond a gigabyte is an upload service's job, not an API's.
+	MaxMaxBodyBytes int64 = 1 << 30
+)

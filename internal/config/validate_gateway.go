@@ -12,13 +12,16 @@ import (
 // applyGatewayDefaults fills the throttling, API key and authorizer defaults of gateway g at path
 // p (called from applyDefaults):
 //
-//   - rate_limit_store: memory.
+//   - rate_limit_store: memory; max_body_bytes: 10 MiB.
 //   - api_keys.header: X-Api-Key; api_keys.quota_file: .rampart/quota-<gateway name>.json.
 //   - authorizers[].type: jwt; algorithms: [RS256, ES256, EdDSA]; leeway: 30s;
 //     jwks_refresh: 5m; jwks_fetch_timeout: 5s.
 func applyGatewayDefaults(g *Gateway, p string, set func(string) bool) {
 	if !set(p + ".rate_limit_store") {
 		g.RateLimitStore = RateLimitMemory
+	}
+	if !set(p + ".max_body_bytes") {
+		g.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if k := g.APIKeys; k != nil {
 		if !set(p + ".api_keys.header") {
@@ -138,6 +141,7 @@ func (c *checker) checkGatewayAccess(p string, g *Gateway) {
 		c.authorizer(ap, a)
 	}
 
+	c.maxBodyBytes(p+".max_body_bytes", g.MaxBodyBytes)
 	ctx := throttleContext{apiKeys: g.APIKeys != nil, jwt: len(g.Authorizers) > 0}
 	c.throttles(p+".throttle", g.Throttle, ctx, "at least one route with an authorizer")
 	for i := range g.Routes {
@@ -156,6 +160,9 @@ func (c *checker) checkGatewayAccess(p string, g *Gateway) {
 		}
 		if r.APIKeyRequired != nil && *r.APIKeyRequired && g.APIKeys == nil {
 			c.errf(rp+".api_key_required", "add api_keys: {secret: NAME} to the gateway", "api_key_required needs api_keys")
+		}
+		if c.set(rp + ".max_body_bytes") {
+			c.maxBodyBytes(rp+".max_body_bytes", r.MaxBodyBytes)
 		}
 		rctx := throttleContext{apiKeys: g.APIKeys != nil, jwt: r.Authorizer != ""}
 		c.throttles(rp+".throttle", r.Throttle, rctx, "an authorizer on this route")
@@ -301,4 +308,12 @@ func (c *checker) jwksURL(path, raw string) {
 	}
 	c.errf(path, "write https://…/.well-known/jwks.json (http:// is accepted only for a loopback address such as 127.0.0.1, for tests)",
 		"jwks_url must be https: keys fetched over http can be replaced in transit, and whoever replaces them can sign any token")
+}
+
+// maxBodyBytes checks a request body limit.
+func (c *checker) maxBodyBytes(path string, n int64) {
+	if n < 1 || n > MaxMaxBodyBytes {
+		c.errf(path, fmt.Sprintf("write a size in bytes from 1 to %d (1 GiB), such as 10485760 for 10 MiB", MaxMaxBodyBytes),
+			"max_body_bytes %d is out of range", n)
+	}
 }

@@ -49,6 +49,7 @@ type route struct {
 	template string
 	proxy    *httputil.ReverseProxy
 	timeout  time.Duration
+	maxBody  int64 // max_body_bytes (bodylimit.go)
 }
 
 // New builds a gateway from cfg. keyrings holds the keyrings named by ${secret:NAME} references in
@@ -76,7 +77,7 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
 	}
 	for _, rc := range cfg.Routes {
-		rt, err := g.newRoute(rc, cfg.IntegrationTimeout.Duration)
+		rt, err := g.newRoute(rc, cfg.IntegrationTimeout.Duration, cfg.MaxBodyBytes)
 		if err != nil {
 			return nil, fmt.Errorf("gateway %q: route %q: %w", cfg.Name, rc.Path, err)
 		}
@@ -93,6 +94,7 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 		o.webACL,          // web_acl: blocks before anything else answers
 		policy.Wrap,       // CORS: answers preflights, refuses disallowed origins (enforce)
 		g.route,           // 400 for "..", 404, 405 with Allow; picks the route
+		g.limitBody,       // 413 for a Content-Length over max_body_bytes; caps chunked bodies
 		// access.go: throttles keyed before authentication (429); the route's JWT authorizer
 		// (401, 403) and API key (403); api_key and jwt:CLAIM throttles, plan throttle, quota (429).
 		g.access.throttleOpen,
@@ -120,7 +122,7 @@ func (g *Gateway) Close() {
 	}
 }
 
-func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration) (*route, error) {
+func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration, gatewayMaxBody int64) (*route, error) {
 	target, err := url.Parse(rc.Integration.URL)
 	if err != nil {
 		return nil, fmt.Errorf("integration url: %w", err)
@@ -136,7 +138,14 @@ func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration) (*rout
 	if timeout <= 0 {
 		timeout = DefaultIntegrationTimeout
 	}
-	rt := &route{template: rc.Path, timeout: timeout}
+	maxBody := rc.MaxBodyBytes
+	if maxBody <= 0 {
+		maxBody = gatewayMaxBody
+	}
+	if maxBody <= 0 {
+		maxBody = config.DefaultMaxBodyBytes
+	}
+	rt := &route{template: rc.Path, timeout: timeout, maxBody: maxBody}
 	transport, err := g.routeTransport(rc.Integration.TLS)
 	if err != nil {
 		return nil, err
@@ -150,8 +159,12 @@ func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration) (*rout
 			proxy.SetForwarded(pr, false)
 			g.applyMappings(pr.Out, exchangeFrom(pr.In.Context()))
 		},
-		ModifyResponse: stripBackendHeaders,
-		Logger:         g.logger,
+		ModifyResponse: func(res *http.Response) error {
+			// The backend has answered: the rest of the exchange is streaming to the client.
+			exchangeFrom(res.Request.Context()).integrationDone()
+			return stripBackendHeaders(res)
+		},
+		Logger: g.logger,
 	})
 	return rt, nil
 }
@@ -175,6 +188,18 @@ type exchange struct {
 	route  *route         // set by routing
 	mapped []mappedHeader // set by parameter mapping
 	access requestAccess  // identity and throttle state (access.go)
+
+	// integrationStart is when integrate called the backend; integrationLatency is how long
+	// the backend took to answer with headers (or to fail), for the access log.
+	integrationStart   time.Time
+	integrationLatency time.Duration
+}
+
+// integrationDone records the integration latency once.
+func (ex *exchange) integrationDone() {
+	if !ex.integrationStart.IsZero() && ex.integrationLatency == 0 {
+		ex.integrationLatency = max(time.Since(ex.integrationStart), 1)
+	}
 }
 
 type exchangeKey struct{}
@@ -213,8 +238,12 @@ func (g *Gateway) accessLog(next http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		g.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
-			"duration", time.Since(start), "request_id", ex.id, "route", routeName)
+		attrs := make([]slog.Attr, 0, 10)
+		attrs = append(attrs, slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Duration("duration", time.Since(start)),
+			slog.String("request_id", ex.id), slog.String("route", routeName))
+		attrs = appendAccessIdentity(attrs, ex)
+		g.logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
 }
 
@@ -293,7 +322,10 @@ func (g *Gateway) integrate(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
+	ex := exchangeFrom(r.Context())
+	ex.integrationStart = time.Now()
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+	ex.integrationDone() // the backend failed: the time until the proxy gave up
 }
 
 // peerIP is the TCP peer's address, without the port.
