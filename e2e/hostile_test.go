@@ -60,6 +60,7 @@ func TestHostileInput(t *testing.T) {
 	}{
 		{"header block over the limit", gw, "GET /items/hostile-1 HTTP/1.1\r\nHost: x\r\n" + bigHeaders + "\r\n", []int{431}, false},
 		{"100 KB URI", gw, "GET " + longURI + " HTTP/1.1\r\nHost: x\r\n\r\n", []int{431}, false},
+		{"body over the limit, declared", gw, "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20000000\r\n\r\n{", []int{413}, false},
 		{"invalid header name", gw, "GET /items/hostile-2 HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", []int{400}, false},
 		{"NUL in a header value", gw, "GET /items/hostile-3 HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", []int{400}, false},
 		{"bare CR in a header value", gw, "GET /items/hostile-4 HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", []int{400}, false},
