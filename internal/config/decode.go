@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 // position is a 1-based line and column in the file.
@@ -482,21 +483,7 @@ func describe(n *yaml.Node) string {
 }
 
 // isToken reports whether s is an RFC 9110 token (the grammar of header names and methods).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func isToken(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 // checkHeaderTemplate rejects what net/http would refuse to send at request time, so that a value
 // that passes validation cannot turn every proxied request into a 502: control characters in the

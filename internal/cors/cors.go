@@ -24,6 +24,7 @@ import (
 
 	"github.com/rampart-edge/rampart/internal/config"
 	"github.com/rampart-edge/rampart/internal/proxy"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Reasons a request is refused; they are the 403 body's message and the shadow log's reason.
@@ -111,7 +112,7 @@ func New(cfg config.CORS, logger *slog.Logger) (*Policy, error) {
 			continue
 		}
 		l := strings.ToLower(h)
-		if !isToken(l) {
+		if !httpguts.ValidHeaderFieldName(l) {
 			return nil, fmt.Errorf("cors: allow_headers %q is not a header name", h)
 		}
 		if !p.headers[l] {
@@ -219,7 +220,7 @@ func (p *Policy) requestedHeaders(values []string) (names []string, ok bool) {
 			if name == "" {
 				continue
 			}
-			if !isToken(name) {
+			if !httpguts.ValidHeaderFieldName(name) {
 				return nil, false
 			}
 			names = append(names, name)
@@ -267,21 +268,4 @@ func truncate(s string) string {
 		return s[:max] + "…"
 	}
 	return s
-}
-
-// isToken reports whether s is an RFC 9110 token, the syntax of a header name.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if isAlpha(c) || isDigit(c) {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
 }

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rampart-edge/rampart/internal/config"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Desync (request smuggling) mitigation, after AWS ALB and its open-source http_desync_guardian.
@@ -333,21 +334,8 @@ func asciiLower(s string) string {
 	return string(b)
 }
 
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// isToken reports whether s is an RFC 9110 token (the grammar of header names and methods).
+func isToken(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 // printable reports a header value of visible ASCII, spaces and tabs only.
 func printable(s string) bool {
