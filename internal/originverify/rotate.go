@@ -27,34 +27,19 @@ func ReadFile(path string) (*File, error) {
 // directory, syncs it and renames it over path, so a reader sees the old file or the new one,
 // never a part of either.
 func WriteFile(path string, f *File) error {
-	if _, err := ParseFile(mustMarshal(f)); err != nil {
-		return fmt.Errorf("refusing to write an invalid keyring: %w", err)
-	}
 	data, err := f.Marshal()
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if _, err := ParseFile(data); err != nil {
+		return fmt.Errorf("refusing to write an invalid keyring: %w", err)
+	}
+	tmp, err := writeTemp(path, data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	defer os.Remove(tmp) // a no-op after the rename
+	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
@@ -64,12 +49,29 @@ func WriteFile(path string, f *File) error {
 	return nil
 }
 
-func mustMarshal(f *File) []byte {
-	data, err := f.Marshal()
+// writeTemp writes data to a new, synced temp file (mode 0600) beside path and returns its name;
+// the caller moves it into place (rename, or link when it must not replace a file) and removes it.
+func writeTemp(path string, data []byte) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return nil
+		return "", err
 	}
-	return data
+	name := tmp.Name()
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	return name, nil
 }
 
 // find returns the index of the first key in state, or -1.
