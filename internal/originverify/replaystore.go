@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/rampart-edge/rampart/internal/ratelimit"
 )
 
 // ErrReplayStore is returned (wrapped with the cause) when the shared replay store could not
@@ -79,29 +78,14 @@ type RedisReplayStore struct {
 // or rediss://…). timeout bounds each call (0: DefaultReplayStoreTimeout). Errors never include
 // the URL, which may hold a password.
 func NewRedisReplayStore(rawURL string, timeout time.Duration) (*RedisReplayStore, error) {
-	opts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL
-		}
-		msg := err.Error()
-		if rawURL != "" {
-			msg = strings.ReplaceAll(msg, rawURL, "<url>")
-		}
-		return nil, fmt.Errorf("replay_store: not a redis:// URL: %s", msg)
-	}
 	if timeout <= 0 {
 		timeout = DefaultReplayStoreTimeout
 	}
-	opts.DialTimeout = timeout
-	opts.ReadTimeout = timeout
-	opts.WriteTimeout = timeout
-	opts.PoolTimeout = timeout
-	opts.MaxRetries = 1 // one retry on a pooled connection that Redis closed (a restart)
-	opts.DisableIdentity = true
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return &RedisReplayStore{client: redis.NewClient(opts), timeout: timeout}, nil
+	client, err := ratelimit.NewRedisClient(rawURL, "replay_store", timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &RedisReplayStore{client: client, timeout: timeout}, nil
 }
 
 // Record implements ReplayStore with SET key 1 NX PX ttl.

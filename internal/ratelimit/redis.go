@@ -73,25 +73,38 @@ type Redis struct {
 // rediss://…). Keys are namespaced by prefix. timeout bounds each call (0: DefaultRedisTimeout).
 // Errors never include the URL, which may hold a password.
 func NewRedis(rawURL, prefix string, timeout time.Duration) (*Redis, error) {
+	if timeout <= 0 {
+		timeout = DefaultRedisTimeout
+	}
+	client, err := NewRedisClient(rawURL, "rate_limit_store", timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Redis{client: client, prefix: prefix, timeout: timeout, now: time.Now}, nil
+}
+
+// NewRedisClient returns a client for the shared Redis store at rawURL (redis://… or rediss://…),
+// connecting lazily, with every call bounded by timeout and one retry for a connection Redis
+// closed (a restart). Every Redis user of Rampart (throttles, quotas, WAF rate rules, the replay
+// cache) connects through it. key names the config key in errors, which never include the URL
+// (it may hold a password).
+func NewRedisClient(rawURL, key string, timeout time.Duration) (*redis.Client, error) {
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the URL
 		}
-		return nil, fmt.Errorf("rate_limit_store: not a redis:// URL: %v", redactURLError(err, rawURL))
-	}
-	if timeout <= 0 {
-		timeout = DefaultRedisTimeout
+		return nil, fmt.Errorf("%s: not a redis:// URL: %v", key, redactURLError(err, rawURL))
 	}
 	opts.DialTimeout = timeout
 	opts.ReadTimeout = timeout
 	opts.WriteTimeout = timeout
 	opts.PoolTimeout = timeout
-	opts.MaxRetries = 1 // one retry on a pooled connection that Redis closed (a restart)
+	opts.MaxRetries = 1
 	opts.DisableIdentity = true
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return &Redis{client: redis.NewClient(opts), prefix: prefix, timeout: timeout, now: time.Now}, nil
+	return redis.NewClient(opts), nil
 }
 
 // redactURLError removes rawURL from an error message.
