@@ -56,6 +56,10 @@ func (t *Topology) loadKeyrings(cfg *config.Config, gateways []config.Gateway, l
 		if err != nil {
 			return nil, err
 		}
+		if mode, loose := originverify.LoosePermissions(spec.File); loose {
+			t.logger.Warn("keyring file is accessible to other users; anyone who can read it can forge the origin-verify header",
+				"secret", name, "file", spec.File, "mode", mode.String(), "fix", "chmod 600 "+spec.File)
+		}
 		if red != nil {
 			red.Add(k.Secrets()...)
 			k.OnLoad(newSecretRegistrar(red, k.Secrets()))
