@@ -403,14 +403,16 @@ func equalConstantTime(a string, b []byte) bool {
 	return subtle.ConstantTimeByteEq(v, 0) == 1
 }
 
-// LoosePermissions reports whether the keyring file at path can be read or written by users other
-// than its owner. Rampart creates keyrings 0600; a file copied into place by hand often is not,
-// and anyone who can read it can forge the header the load balancer trusts.
+// LoosePermissions reports whether the keyring file at path can be read by any user, or written by
+// users other than its owner. Rampart creates keyrings 0600; a file copied into place by hand often
+// is 0644, and anyone who can read it can forge the header the load balancer trusts. Group read is
+// allowed, as for TLS private keys (a Kubernetes Secret mounted for a non-root user is 0440 with
+// an fsGroup).
 func LoosePermissions(path string) (fs.FileMode, bool) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return 0, false
 	}
 	mode := fi.Mode().Perm()
-	return mode, mode&0o077 != 0
+	return mode, mode&0o027 != 0
 }

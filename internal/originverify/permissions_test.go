@@ -18,7 +18,7 @@ func TestLoosePermissions(t *testing.T) {
 	for _, tc := range []struct {
 		mode  os.FileMode
 		loose bool
-	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o644, true}, {0o606, true}} {
+	}{{0o600, false}, {0o400, false}, {0o440, false}, {0o640, false}, {0o660, true}, {0o644, true}, {0o604, true}} {
 		if err := os.Chmod(created, tc.mode); err != nil {
 			t.Fatal(err)
 		}
