@@ -118,6 +118,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case headerMappingType:
 		d.decodeHeaders(n, v, path)
 		return
+	case jsonValueType:
+		d.decodeJSONValue(n, v, path) // decode_json.go
+		return
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -335,11 +338,17 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	m := reflect.MakeMap(v.Type())
 	for _, kv := range d.mappingPairs(n, path) {
 		k, val := kv[0], kv[1]
-		child := join(path, k.Value)
+		key := k.Value
+		if strings.Contains(key, "${env:") {
+			// A key may be an address (a target group's weights are keyed by target), which a
+			// file shared by many hosts takes from the environment like the targets themselves.
+			key = d.expandEnv(k, join(path, k.Value))
+		}
+		child := join(path, key)
 		d.keyPos[child] = posOf(k)
 		e := reflect.New(v.Type().Elem()).Elem()
 		d.decode(val, e, child)
-		m.SetMapIndex(reflect.ValueOf(k.Value), e)
+		m.SetMapIndex(reflect.ValueOf(key), e)
 	}
 	v.Set(m)
 }

@@ -128,6 +128,9 @@ func applyDefaults(c *Config, d *decoder) {
 	}
 	if c.Web != nil && !set("web.gateway_url") && len(c.Gateways) > 0 {
 		if u, ok := gatewayURL(c.Gateways[0].Listen); ok {
+			if c.Gateways[0].TLS != nil {
+				u = "https://" + u[len("http://"):] // the gateway serves HTTPS only
+			}
 			c.Web.GatewayURL = u
 		}
 	}

@@ -18,6 +18,8 @@ type Config struct {
 	Apps          []App                 `yaml:"apps"`
 	Web           *Web                  `yaml:"web"`
 	Admin         *Admin                `yaml:"admin"`
+	// Tracing is OpenTelemetry tracing (types_observe.go); absent means none.
+	Tracing *Tracing `yaml:"tracing"`
 
 	// File is the name the config was loaded from ("<embedded default>" for the built-in one). It is
 	// used in messages only.
@@ -52,6 +54,16 @@ type Gateway struct {
 	Authorizers    []Authorizer `yaml:"authorizers"`
 	// MaxBodyBytes caps a request body (default 10 MiB); a route's max_body_bytes overrides it.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Response header mapping, gateway responses and the listener (HTTPS, HTTP/2, header size
+	// and timeouts): see types_gateway.go and docs/gateway.md.
+	ResponseHeaders   *ResponseHeaders           `yaml:"response_headers"`
+	GatewayResponses  map[string]GatewayResponse `yaml:"gateway_responses"`
+	TLS               *ListenerTLS               `yaml:"tls"`
+	MaxHeaderBytes    int                        `yaml:"max_header_bytes"`
+	ReadHeaderTimeout Duration                   `yaml:"read_header_timeout"`
+	ReadTimeout       Duration                   `yaml:"read_timeout"`
+	WriteTimeout      Duration                   `yaml:"write_timeout"`
+	IdleTimeout       Duration                   `yaml:"idle_timeout"`
 }
 
 // HeaderMapping is one `Name: template` entry of request_headers. YAML gives it as a mapping; the
@@ -95,6 +107,12 @@ type Route struct {
 	APIKeyRequired *bool      `yaml:"api_key_required"`
 	// MaxBodyBytes overrides the gateway's max_body_bytes for this route (0: the gateway's).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RequestHeaders and ResponseHeaders add to the gateway's mappings (the route's entry wins
+	// for a header both name); RequestValidation checks headers, query and body before the
+	// integration. See types_gateway.go and docs/gateway.md.
+	RequestHeaders    []HeaderMapping    `yaml:"request_headers"`
+	ResponseHeaders   *ResponseHeaders   `yaml:"response_headers"`
+	RequestValidation *RequestValidation `yaml:"request_validation"`
 }
 
 // Integration is the backend a route proxies to.
@@ -104,6 +122,10 @@ type Integration struct {
 	// TLS configures an https:// integration: the CA that signs the backend's certificate and the
 	// client certificate the gateway presents (mTLS to the load balancer).
 	TLS *IntegrationTLS `yaml:"tls"`
+	// Path rewrites the path sent to the backend from the route's parameters ("/items/{id}");
+	// StripPrefix removes a leading part of the routed path instead. See docs/gateway.md.
+	Path        string `yaml:"path"`
+	StripPrefix string `yaml:"strip_prefix"`
 }
 
 // IntegrationTLS is the gateway's side of TLS to a backend. Files are PEM.
@@ -152,6 +174,9 @@ type ListenerTLS struct {
 	// ClientSubjects, when set, admits only client certificates whose subject is listed, written
 	// as "CN=rampart-gateway,O=Rampart" (RFC 2253 order, as `rampart certs init` prints it).
 	ClientSubjects []string `yaml:"client_subjects"`
+	// Certificates (more certificates, chosen by SNI) and MinVersion: see types_lb.go.
+	Certificates []TLSCertificate `yaml:"certificates"`
+	MinVersion   string           `yaml:"min_version"`
 }
 
 // Rule is a prioritized listener rule; lower priority values are evaluated first.
@@ -216,6 +241,10 @@ type TargetGroup struct {
 	OutlierDetection    *OutlierDetection `yaml:"outlier_detection"`
 	DeregistrationDelay Duration          `yaml:"deregistration_delay"`
 	RequestTimeout      Duration          `yaml:"request_timeout"`
+	Protocol            string            `yaml:"protocol"`    // HTTP (default) or HTTPS to targets
+	CAFile              string            `yaml:"ca_file"`     // verifies HTTPS targets
+	ServerName          string            `yaml:"server_name"` // SNI and name checked for HTTPS
+	DNSRefresh          Duration          `yaml:"dns_refresh"` // re-resolution of hostname targets
 }
 
 // HealthCheck is an active HTTP health check. A target is healthy after HealthyThreshold
@@ -464,6 +493,9 @@ type Web struct {
 // Admin is the admin listener (/healthz, and more as the admin API grows).
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// Token, when set, is the bearer token every admin route but /healthz and /readyz requires
+	// (validate_admin.go, docs/admin-api.md). Required when Listen is not a loopback address.
+	Token string `yaml:"token"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "250ms", "10m").

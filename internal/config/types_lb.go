@@ -15,6 +15,12 @@ const (
 	DesyncStrictest = "strictest"
 )
 
+// Target group protocols: what the load balancer speaks to its targets.
+const (
+	ProtocolHTTP  = "HTTP"
+	ProtocolHTTPS = "HTTPS"
+)
+
 // X-Forwarded-For processing modes, as in AWS ALB.
 const (
 	XFFAppend   = "append"
@@ -27,6 +33,33 @@ const (
 	StickinessLBCookie  = "lb_cookie"
 	StickinessAppCookie = "app_cookie"
 )
+
+// TLS versions a listener's min_version accepts.
+const (
+	TLSVersion12 = "1.2"
+	TLSVersion13 = "1.3"
+)
+
+// DefaultTLSMinVersion is a listener's min_version when the file leaves it out.
+const DefaultTLSMinVersion = TLSVersion12
+
+// TLSCertificate is one certificate of a listener's tls.certificates: a PEM certificate (chain)
+// and its key. The listener presents the first certificate whose names match the name the client
+// asks for by SNI, and its default certificate (cert_file, else the first of the list) when none
+// does.
+type TLSCertificate struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// TLSCertificatePairs returns every certificate of t, the default one first.
+func (t *ListenerTLS) TLSCertificatePairs() []TLSCertificate {
+	var out []TLSCertificate
+	if t.CertFile != "" || t.KeyFile != "" {
+		out = append(out, TLSCertificate{CertFile: t.CertFile, KeyFile: t.KeyFile})
+	}
+	return append(out, t.Certificates...)
+}
 
 // Load balancer defaults.
 const (
@@ -44,6 +77,7 @@ const (
 	MaxTargetGroupWeight        = 999
 	DefaultDesyncMitigationMode = DesyncDefensive
 	DefaultXForwardedFor        = XFFAppend
+	DefaultDNSRefresh           = 60 * time.Second
 )
 
 // DefaultRetryMethods are the idempotent methods retried when retry.methods is left out.
@@ -72,6 +106,8 @@ type Redirect struct {
 	Path     string `yaml:"path"`     // default /#{path}
 	Query    string `yaml:"query"`    // default #{query}
 	Status   int    `yaml:"status"`   // 301 (default) or 302
+	// StatusCode is another name for Status (AWS calls it StatusCode); set one of them.
+	StatusCode int `yaml:"status_code"`
 }
 
 // Stickiness binds a client to a target: lb_cookie with a cookie the load balancer issues, or
@@ -114,6 +150,9 @@ func applyLBDefaults(lb *LoadBalancer, p string, set func(string) bool) {
 	for j := range lb.Listeners {
 		l := &lb.Listeners[j]
 		lp := p + ".listeners[" + strconv.Itoa(j) + "]"
+		if l.TLS != nil && !set(lp+".tls.min_version") {
+			l.TLS.MinVersion = DefaultTLSMinVersion
+		}
 		for k := range l.Rules {
 			actionDefaults(&l.Rules[k].Action, lp+".rules["+strconv.Itoa(k)+"].action", set)
 		}
@@ -127,6 +166,12 @@ func applyLBDefaults(lb *LoadBalancer, p string, set func(string) bool) {
 		}
 		if !set(tp + ".request_timeout") {
 			tg.RequestTimeout = Duration{DefaultTargetRequestTimeout}
+		}
+		if !set(tp + ".protocol") {
+			tg.Protocol = ProtocolHTTP
+		}
+		if !set(tp + ".dns_refresh") {
+			tg.DNSRefresh = Duration{DefaultDNSRefresh}
 		}
 		if s := tg.Stickiness; s != nil && !set(tp+".stickiness.duration") {
 			s.Duration = Duration{DefaultStickinessDuration}
@@ -182,6 +227,9 @@ func actionDefaults(a *Action, p string, set func(string) bool) {
 		}
 		if !set(p + ".redirect.status") {
 			r.Status = DefaultRedirectStatus
+			if set(p + ".redirect.status_code") {
+				r.Status = r.StatusCode
+			}
 		}
 	}
 }

@@ -119,6 +119,7 @@ func (c *checker) check() {
 	c.checkOriginVerify() // validate_originverify.go
 	c.checkLoadBalancers()
 	c.checkApps()
+	c.checkTracing() // validate_observe.go
 	if cfg.Web != nil {
 		c.listen("web.listen", cfg.Web.Listen)
 		if c.set("web.gateway_url") {
@@ -129,6 +130,7 @@ func (c *checker) check() {
 	}
 	if cfg.Admin != nil {
 		c.listen("admin.listen", cfg.Admin.Listen)
+		c.checkAdmin() // validate_admin.go
 	}
 	c.checkListenConflicts()
 }

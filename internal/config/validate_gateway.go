@@ -23,6 +23,7 @@ func applyGatewayDefaults(g *Gateway, p string, set func(string) bool) {
 	if !set(p + ".max_body_bytes") {
 		g.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	applyListenerDefaults(g, p, set) // validate_gateway_edge.go
 	if k := g.APIKeys; k != nil {
 		if !set(p + ".api_keys.header") {
 			k.Header = DefaultAPIKeyHeader
@@ -167,6 +168,7 @@ func (c *checker) checkGatewayAccess(p string, g *Gateway) {
 		rctx := throttleContext{apiKeys: g.APIKeys != nil, jwt: r.Authorizer != ""}
 		c.throttles(rp+".throttle", r.Throttle, rctx, "an authorizer on this route")
 	}
+	c.checkGatewayEdge(p, g) // validate_gateway_edge.go
 }
 
 // rateLimitStore checks memory or a redis:// URL and reports whether it is Redis. The URL is

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // algorithms are the balancing algorithms this build implements.
@@ -53,6 +54,7 @@ func (c *checker) checkLoadBalancers() {
 			l := &lb.Listeners[j]
 			lp := idx(p, "listeners", j)
 			c.listen(lp+".listen", l.Listen)
+			c.listenerTLSKeys(lp+".tls", l.TLS)
 			if l.WebACL != "" && !aclSet[l.WebACL] {
 				c.errf(lp+".web_acl", c.suggest("web ACL", l.WebACL, acls, "defined web ACLs"), "unknown web ACL %q", l.WebACL)
 			}
@@ -233,8 +235,15 @@ func (c *checker) redirect(rp string, r *Redirect) {
 	if strings.HasPrefix(r.Query, "?") {
 		c.errf(rp+".query", "write the query without its leading ?", "query %q starts with ?", r.Query)
 	}
+	statusKey := rp + ".status"
+	if c.set(rp + ".status_code") {
+		statusKey = rp + ".status_code"
+		if c.set(rp + ".status") {
+			c.errf(statusKey, "keep one of them", "status_code is another name for status: set one, not both")
+		}
+	}
 	if r.Status != 301 && r.Status != 302 {
-		c.errf(rp+".status", "write 301 (permanent) or 302 (temporary)", "redirect status %d is not 301 or 302", r.Status)
+		c.errf(statusKey, "write 301 (permanent) or 302 (temporary)", "redirect status %d is not 301 or 302", r.Status)
 	}
 	if r.Protocol == "#{protocol}" && r.Host == "#{host}" && r.Port == "#{port}" && r.Path == "/#{path}" && r.Query == "#{query}" {
 		c.errf(rp, "change at least one of protocol, host, port, path and query", "this redirect points at the request's own URL: clients would loop")
@@ -315,6 +324,7 @@ func (c *checker) checkTargetGroup(p string, tg *TargetGroup) {
 	}
 
 	c.positive(p+".request_timeout", tg.RequestTimeout)
+	c.targetProtocol(p, tg)
 	if s := tg.Stickiness; s != nil {
 		sp := p + ".stickiness"
 		if c.enum(sp+".type", "stickiness type", s.Type, []string{StickinessLBCookie, StickinessAppCookie}) {
@@ -393,4 +403,43 @@ func checkMatcher(m string) string {
 		}
 	}
 	return ""
+}
+
+// targetProtocol checks protocol, ca_file, server_name and dns_refresh of a target group.
+func (c *checker) targetProtocol(p string, tg *TargetGroup) {
+	if !c.enum(p+".protocol", "target protocol", tg.Protocol, []string{ProtocolHTTP, ProtocolHTTPS}) {
+		return
+	}
+	if tg.Protocol != ProtocolHTTPS {
+		for _, k := range []struct{ key, v string }{{"ca_file", tg.CAFile}, {"server_name", tg.ServerName}} {
+			if k.v != "" {
+				c.errf(p+"."+k.key, "set protocol: HTTPS, or remove it", "%s applies to protocol HTTPS only", k.key)
+			}
+		}
+	}
+	if tg.ServerName != "" && !validHostname(tg.ServerName) {
+		c.errf(p+".server_name", "write the DNS name in the targets' certificate, such as items.internal", "server_name %q is not a DNS name", tg.ServerName)
+	}
+	c.positive(p+".dns_refresh", tg.DNSRefresh)
+	if d := tg.DNSRefresh.Duration; d > 0 && d < time.Second {
+		c.errf(p+".dns_refresh", "at least 1s; the default is 60s", "dns_refresh %s is too short", d)
+	}
+}
+
+// listenerTLSKeys checks the certificates and min_version of a load balancer listener's tls (the
+// client-certificate keys are checked with origin verification).
+func (c *checker) listenerTLSKeys(p string, t *ListenerTLS) {
+	if t == nil {
+		return
+	}
+	for i, cert := range t.Certificates {
+		cp := idx(p, "certificates", i)
+		if cert.CertFile == "" {
+			c.errf(cp+".cert_file", "name the PEM certificate (chain) for this name", "required")
+		}
+		if cert.KeyFile == "" {
+			c.errf(cp+".key_file", "name the PEM private key of cert_file", "required")
+		}
+	}
+	c.enum(p+".min_version", "TLS version", t.MinVersion, []string{TLSVersion12, TLSVersion13})
 }

@@ -51,8 +51,10 @@ func (c *checker) checkOriginVerify() {
 				continue
 			}
 			p := idx(idx("", "load_balancers", i), "listeners", j) + ".tls"
-			c.required(p+".cert_file", t.CertFile)
-			c.required(p+".key_file", t.KeyFile)
+			if len(t.Certificates) == 0 || t.CertFile != "" || t.KeyFile != "" { // else the first of certificates is the default (validate_lb.go)
+				c.required(p+".cert_file", t.CertFile)
+				c.required(p+".key_file", t.KeyFile)
+			}
 			if len(t.ClientSubjects) > 0 && !t.RequireClientCert {
 				c.errf(p+".require_client_cert", "set require_client_cert: true", "client_subjects needs require_client_cert: true, or a client without a certificate gets in")
 			}
