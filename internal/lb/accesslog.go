@@ -6,17 +6,29 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/rampart-edge/rampart/internal/desync"
+	"github.com/rampart-edge/rampart/internal/observe"
 )
 
 // accessKey is the context key of a request's *accessRecord.
 type accessKey struct{}
 
-// accessRecord collects what inner handlers learn about a request for its access log line.
+// accessRecord collects what inner handlers learn about a request for its access log line. It is
+// also the request's one per-request allocation of the load balancer: listener.serve puts it in
+// the context once, with the listener, and the access log's writer and the current attempt live
+// in it (each of them a separate allocation and context value before).
 type accessRecord struct {
+	listener *listener
+	sw       statusWriter // the access log's writer
+	attempt  attempt      // the current try (serveGroup)
+
 	target  string
 	reason  string // error_reason of a response the load balancer wrote itself
 	trace   string
 	retries int
+	// requests are the counters of the rule that took the request (metrics.go); nil before one.
+	requests *observe.RouteRequests
 }
 
 // accessLog returns a middleware that writes one log line per request once it is answered: the
@@ -26,14 +38,24 @@ func (lb *LoadBalancer) accessLog(listen string) func(http.Handler) http.Handler
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &accessRecord{}
-			sw := &statusWriter{ResponseWriter: w}
+			rec, ok := r.Context().Value(accessKey{}).(*accessRecord)
+			if !ok {
+				rec = &accessRecord{}
+				r = r.WithContext(context.WithValue(r.Context(), accessKey{}, rec))
+			}
+			rec.sw = statusWriter{ResponseWriter: w}
+			sw := &rec.sw
 			// Deferred so that a request aborted mid-body (the proxy panics with
 			// http.ErrAbortHandler) is logged too.
 			defer func() {
 				status := sw.status
 				if status == 0 {
 					status = http.StatusOK
+				}
+				elapsed := time.Since(start)                   // once: reading the clock is not free
+				lb.obs.request(r.Method, status, rec, elapsed) // metrics.go
+				if !lb.logger.Enabled(r.Context(), slog.LevelInfo) {
+					return // nothing below may allocate for a line nobody reads
 				}
 				source, _, err := net.SplitHostPort(r.RemoteAddr)
 				if err != nil {
@@ -45,7 +67,7 @@ func (lb *LoadBalancer) accessLog(listen string) func(http.Handler) http.Handler
 					slog.String("path", r.URL.Path),
 					slog.Int("status", status),
 					slog.Int64("bytes", sw.bytes),
-					slog.Duration("duration", time.Since(start)),
+					slog.Duration("duration", elapsed),
 					slog.String("source_ip", source),
 					slog.String("request_id", clip(r.Header.Get("X-Request-Id"), maxRequestIDLen)),
 					slog.String("target", rec.target),
@@ -59,12 +81,15 @@ func (lb *LoadBalancer) accessLog(listen string) func(http.Handler) http.Handler
 				if rec.trace != "" {
 					attrs = append(attrs, slog.String("trace_id", clip(rec.trace, maxTraceLen)))
 				}
-				if v, ok := r.Context().Value(verdictKey{}).(*verdict); ok && v.class != classCompliant {
-					attrs = append(attrs, slog.String("classification", v.class.String()), slog.String("classification_reason", v.reason))
+				if id := lb.obs.traceID(r); id != "" {
+					attrs = append(attrs, slog.String("otel_trace_id", id))
+				}
+				if v := desync.FromContext(r.Context()); v != nil && v.Class != desync.Compliant {
+					attrs = append(attrs, slog.String("classification", v.Class.String()), slog.String("classification_reason", v.Reason))
 				}
 				lb.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 			}()
-			next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), accessKey{}, rec)))
+			next.ServeHTTP(sw, r)
 		})
 	}
 }

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/desync"
 	"github.com/rampart-edge/rampart/internal/proxy"
 )
 
@@ -25,7 +27,6 @@ const (
 	reasonResponseError   = "TargetResponseError"   // 502: the target reset or sent a bad response
 	reasonTargetTimeout   = "TargetTimeout"         // 504: no response within request_timeout
 	reasonClientClosed    = "ClientClosed"          // the client went away first
-	reasonBadRequest      = "BadRequest"            // 400: malformed request
 	reasonRequestTooLarge = "RequestBodyError"      // 400: the request body could not be read
 )
 
@@ -49,7 +50,12 @@ type attempt struct {
 
 type attemptKey struct{}
 
+// attemptOf is the current try of the request: the one in its access record, or (a request
+// served without one) the one in its context.
 func attemptOf(ctx context.Context) *attempt {
+	if rec, ok := ctx.Value(accessKey{}).(*accessRecord); ok && rec.attempt.group != nil {
+		return &rec.attempt
+	}
 	a, _ := ctx.Value(attemptKey{}).(*attempt)
 	return a
 }
@@ -58,17 +64,22 @@ func randIntN(n int) int { return rand.IntN(n) }
 
 // newGroupProxy returns the reverse proxy of a group: its transport bounds the wait for the
 // response headers by the group's request timeout.
-func (lb *LoadBalancer) newGroupProxy(g *targetGroup, timeout time.Duration) {
+func (lb *LoadBalancer) newGroupProxy(g *targetGroup, cfg config.TargetGroup) error {
 	tr := lb.transport.Clone()
-	tr.ResponseHeaderTimeout = timeout
+	tr.ResponseHeaderTimeout = cmp.Or(cfg.RequestTimeout.Duration, config.DefaultTargetRequestTimeout)
 	g.transport = tr
+	if err := g.targetTLS(cfg, tr); err != nil {
+		return err
+	}
 	g.proxy = proxy.New(proxy.Options{
-		Transport:  tr,
+		Transport:  lb.groupTransport(g, tr), // metrics.go: rampart_target_duration_seconds
+		Tracer:     lb.obs.tracer,            // a client span per attempt, its traceparent sent along
+		SpanName:   "target",
 		Logger:     lb.logger,
 		BufferPool: lb.buffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			a := attemptOf(pr.In.Context())
-			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Scheme = a.group.scheme
 			pr.Out.URL.Host = a.target.addr
 			li := a.listener
 			switch li.xff {
@@ -114,7 +125,11 @@ func (lb *LoadBalancer) newGroupProxy(g *targetGroup, timeout time.Duration) {
 		if !clientGone {
 			a.group.result(a.target, true)
 		}
-		if connect && a.canRetry {
+		// A connection reset or closed before any response byte (ReverseProxy calls this handler
+		// only when nothing was written yet: a target killed mid-request) is retried like a
+		// connect failure, but only for idempotent methods: the target may have acted on it.
+		reset := !connect && !clientGone && !isTimeout(err) && idempotent(r.Method)
+		if (connect || reset) && a.canRetry {
 			a.retry = true
 			lb.logger.Info("retrying on another target", "group", a.group.name, "target", a.target.addr, "error", err.Error())
 			return
@@ -131,6 +146,16 @@ func (lb *LoadBalancer) newGroupProxy(g *targetGroup, timeout time.Duration) {
 		lb.logger.Warn("upstream error", "component", "lb", "group", a.group.name, "target", a.target.addr, "method", r.Method, "path", r.URL.Path, "status", status, "error_reason", reason, "error", err.Error())
 		lb.fail(w, r, status, msg, reason)
 	}
+	return nil
+}
+
+// idempotent reports whether RFC 9110 lets a request with method be repeated safely.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 func isDialError(err error) bool {
@@ -155,7 +180,10 @@ func (lb *LoadBalancer) fail(w http.ResponseWriter, r *http.Request, status int,
 // allows it.
 func (lb *LoadBalancer) serveGroup(w http.ResponseWriter, r *http.Request, g *targetGroup) {
 	rec, _ := r.Context().Value(accessKey{}).(*accessRecord)
-	li, _ := r.Context().Value(listenerKey{}).(*listener)
+	var li *listener
+	if rec != nil {
+		li = rec.listener
+	}
 	if li == nil {
 		li = &listener{}
 	}
@@ -183,7 +211,7 @@ func (lb *LoadBalancer) serveGroup(w http.ResponseWriter, r *http.Request, g *ta
 		}
 	}
 	closeTarget := false
-	if v, ok := r.Context().Value(verdictKey{}).(*verdict); ok && v.closeConns {
+	if v := desync.FromContext(r.Context()); v != nil && v.CloseConns {
 		closeTarget = true
 	}
 	var tried []*target
@@ -195,7 +223,15 @@ func (lb *LoadBalancer) serveGroup(w http.ResponseWriter, r *http.Request, g *ta
 			return
 		}
 		sticky = ""
-		a := &attempt{group: g, target: t, listener: li, closeTarget: closeTarget}
+		// The try lives in the access record when there is one (attemptOf finds it there): no
+		// allocation and no context value per try.
+		var a *attempt
+		if rec != nil {
+			rec.attempt = attempt{group: g, target: t, listener: li, closeTarget: closeTarget}
+			a = &rec.attempt
+		} else {
+			a = &attempt{group: g, target: t, listener: li, closeTarget: closeTarget}
+		}
 		if i+1 < attempts {
 			next := append(slices.Clone(tried), t)
 			a.canRetry = g.hasOther(func(x *target) bool { return slices.Contains(next, x) })
@@ -208,7 +244,11 @@ func (lb *LoadBalancer) serveGroup(w http.ResponseWriter, r *http.Request, g *ta
 		}
 		func() {
 			defer g.release(t) // also when the proxy aborts with http.ErrAbortHandler
-			g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
+			if rec != nil {
+				g.proxy.ServeHTTP(w, r)
+			} else {
+				g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
+			}
 		}()
 		if !a.retry {
 			return

@@ -101,9 +101,9 @@ func newHealthCheck(hc config.HealthCheck) (healthCheck, error) {
 	}, nil
 }
 
-// probe makes one health check request to addr through rt and returns nil when the status
+// probe makes one health check request to addr through rt, over scheme (http or https) and returns nil when the status
 // matches. It uses the RoundTripper directly so that a redirect is judged by its own status.
-func (hc healthCheck) probe(ctx context.Context, rt http.RoundTripper, addr string) error {
+func (hc healthCheck) probe(ctx context.Context, rt http.RoundTripper, scheme, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, hc.timeout)
 	defer cancel()
 	if hc.port != "" {
@@ -111,7 +111,7 @@ func (hc healthCheck) probe(ctx context.Context, rt http.RoundTripper, addr stri
 			addr = net.JoinHostPort(host, hc.port)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+hc.path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+hc.path, nil)
 	if err != nil {
 		return err
 	}
@@ -131,12 +131,12 @@ func (hc healthCheck) probe(ctx context.Context, rt http.RoundTripper, addr stri
 
 // checkLoop probes t every interval, the first time at once, until ctx is done. It is the only
 // writer of t's consecutive success and failure counts.
-func (g *targetGroup) checkLoop(ctx context.Context, rt http.RoundTripper, t *target) {
+func (g *targetGroup) checkLoop(ctx context.Context, rt http.RoundTripper, scheme string, t *target) {
 	ticker := time.NewTicker(g.hc.interval)
 	defer ticker.Stop()
 	var successes, failures int
 	for {
-		err := g.hc.probe(ctx, rt, t.addr)
+		err := g.hc.probe(ctx, rt, scheme, t.addr)
 		if ctx.Err() != nil {
 			return // a probe cut short by shutdown says nothing about the target
 		}

@@ -3,8 +3,8 @@
 // conditions) and actions (weighted forwards with group stickiness, redirects, fixed responses).
 // Target groups balance round robin, by least outstanding requests or by weighted random choice,
 // with slow start, stickiness, active health checks, passive outlier detection, retries, fail-open
-// and draining. A connection-level guard classifies every HTTP/1 request head for request
-// smuggling (desync.go) before net/http parses it.
+// and draining. A connection-level guard (internal/desync) classifies every HTTP/1 request head
+// for request smuggling before net/http parses it, on HTTP and HTTPS listeners alike.
 //
 // Every connection to a target, proxied requests and health checks alike, leaves from the
 // configured egress address, so the private tier can admit the load balancer alone. The headers
@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"slices"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/desync"
 	"github.com/rampart-edge/rampart/internal/proxy"
 	"github.com/rampart-edge/rampart/internal/waf"
 )
@@ -41,12 +43,17 @@ type LoadBalancer struct {
 	listeners []*listener // one per listener, in config order
 	running   atomic.Bool
 	now       func() time.Time
+	resolver  Resolver // for hostname:port targets (dns.go)
 
 	// While Run runs: its context and the wait group of the health check loops, so that targets
 	// registered at run time get checked too.
 	runMu  sync.Mutex
 	runCtx context.Context
 	checks sync.WaitGroup
+
+	obs lbObserve // metrics and tracing (metrics.go)
+
+	inherited map[string]map[string]bool // health from the previous generation (inherit.go)
 }
 
 // Option configures New.
@@ -66,7 +73,7 @@ func New(cfg config.LoadBalancer, acls map[string]*waf.WebACL, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	lb := &LoadBalancer{name: cfg.Name, logger: logger, transport: transport, buffers: proxy.NewBufferPool(), byName: map[string]*targetGroup{}, now: time.Now}
+	lb := &LoadBalancer{name: cfg.Name, logger: logger, transport: transport, buffers: proxy.NewBufferPool(), byName: map[string]*targetGroup{}, now: time.Now, resolver: net.DefaultResolver}
 	for _, o := range opts {
 		o(lb)
 	}
@@ -78,10 +85,20 @@ func New(cfg config.LoadBalancer, acls map[string]*waf.WebACL, logger *slog.Logg
 		if err != nil {
 			return nil, fmt.Errorf("target group %q: %w", tg.Name, err)
 		}
-		lb.newGroupProxy(g, tg.RequestTimeout.Duration)
+		if err := lb.newGroupProxy(g, tg); err != nil {
+			return nil, fmt.Errorf("target group %q: %w", tg.Name, err)
+		}
 		lb.byName[tg.Name] = g
 		lb.groups = append(lb.groups, g)
 	}
+	// Resolve hostname targets once now, so that the first requests find their addresses; Run
+	// keeps them current.
+	for _, g := range lb.groups {
+		for _, d := range g.dnsTargets {
+			lb.refreshDNS(context.Background(), g, d)
+		}
+	}
+	lb.applyInheritedHealth()
 	for i, l := range cfg.Listeners {
 		li, err := lb.newListener(i, l, cfg, acls)
 		if err != nil {
@@ -89,12 +106,13 @@ func New(cfg config.LoadBalancer, acls map[string]*waf.WebACL, logger *slog.Logg
 		}
 		lb.listeners = append(lb.listeners, li)
 	}
+	lb.obs.start(lb) // metrics.go: the target gauges
 	return lb, nil
 }
 
 // Handler returns the handler for cfg.Listeners[listener]. It panics if there is no such listener,
-// as indexing a slice would. The handler also implements WrapListener (desync.go), which the
-// server should apply to the listener's net.Listener.
+// as indexing a slice would. The handler also implements desync.ListenerWrapper, which the
+// server must apply to the listener's net.Listener (after TLS, if any).
 func (lb *LoadBalancer) Handler(listener int) http.Handler {
 	if listener < 0 || listener >= len(lb.listeners) {
 		panic(fmt.Sprintf("lb: load balancer %q has no listener #%d (it has %d)", lb.name, listener, len(lb.listeners)))
@@ -119,6 +137,9 @@ func (lb *LoadBalancer) Run(ctx context.Context) {
 			lb.startCheckLocked(g, t)
 		}
 		g.mu.Unlock()
+		if len(g.dnsTargets) > 0 {
+			lb.checks.Go(func() { lb.dnsLoop(ctx, g) })
+		}
 	}
 	lb.runMu.Unlock()
 	<-ctx.Done()
@@ -133,11 +154,12 @@ func (lb *LoadBalancer) Run(ctx context.Context) {
 func (lb *LoadBalancer) startCheckLocked(g *targetGroup, t *target) {
 	ctx, cancel := context.WithCancel(lb.runCtx)
 	t.stopCheck = cancel
-	lb.checks.Go(func() { g.checkLoop(ctx, lb.transport, t) })
+	lb.checks.Go(func() { g.checkLoop(ctx, g.transport, g.scheme, t) })
 }
 
 // Close releases idle connections to targets and stops pending drains.
 func (lb *LoadBalancer) Close() {
+	lb.obs.stop()
 	for _, g := range lb.groups {
 		g.stopTimers()
 		g.transport.CloseIdleConnections()
@@ -185,9 +207,18 @@ func (lb *LoadBalancer) Register(group, addr string, weight int) error {
 	if weight == 0 {
 		weight = 1
 	}
+	if host, _, err := net.SplitHostPort(addr); err == nil && isDNSTarget(host) {
+		return fmt.Errorf("target %q: register an IP address and port; a hostname target belongs in the config, which re-resolves it", addr)
+	}
+	return lb.register(g, addr, weight, "")
+}
+
+// register adds addr to g (dnsName: the name it was resolved from, if any) and starts its health
+// checks while Run runs.
+func (lb *LoadBalancer) register(g *targetGroup, addr string, weight int, dnsName string) error {
 	lb.runMu.Lock()
 	defer lb.runMu.Unlock()
-	t, err := g.register(addr, weight, lb.runCtx != nil)
+	t, err := g.register(addr, weight, lb.runCtx != nil, dnsName)
 	if err != nil || t == nil {
 		return err
 	}
@@ -246,23 +277,19 @@ func (lb *LoadBalancer) newListener(i int, l config.Listener, cfg config.LoadBal
 	li := &listener{
 		lb:          lb,
 		listen:      l.Listen,
-		tls:         l.TLS != nil,
 		xff:         cmp.Or(cfg.XForwardedFor, config.XFFAppend),
 		dropInvalid: cfg.DropInvalidHeaderFields,
-		desync:      cmp.Or(cfg.DesyncMitigationMode, config.DesyncDefensive),
-		idle:        cmp.Or(cfg.IdleTimeout.Duration, config.DefaultLBIdleTimeout),
+		guard: &desync.Guard{
+			Mode:        cmp.Or(cfg.DesyncMitigationMode, config.DesyncDefensive),
+			IdleTimeout: cmp.Or(cfg.IdleTimeout.Duration, config.DefaultLBIdleTimeout),
+			Logger:      lb.logger,
+			Listener:    l.Listen,
+		},
 	}
-	switch li.desync {
+	switch li.guard.Mode {
 	case config.DesyncMonitor, config.DesyncDefensive, config.DesyncStrictest:
 	default:
-		return nil, fmt.Errorf("desync_mitigation_mode %q: want monitor, defensive or strictest", li.desync)
-	}
-	if li.tls {
-		// WrapListener leaves TLS connections to net/http (desync.go), so the mode, set or
-		// defaulted, does not apply here: say so instead of implying a protection that is absent.
-		lb.logger.Warn("desync mitigation does not apply to an HTTPS listener",
-			"load_balancer", cfg.Name, "listener", l.Listen, "desync_mitigation_mode", li.desync,
-			"hint", "requests are parsed by net/http's strict HTTP/1 and HTTP/2 parsers only; see docs/load-balancer.md")
+		return nil, fmt.Errorf("desync_mitigation_mode %q: want monitor, defensive or strictest", li.guard.Mode)
 	}
 	switch li.xff {
 	case config.XFFAppend, config.XFFPreserve, config.XFFRemove:
@@ -280,6 +307,7 @@ func (lb *LoadBalancer) newListener(i int, l config.Listener, cfg config.LoadBal
 		if err != nil {
 			return nil, fmt.Errorf("rule with priority %d: %w", r.Priority, err)
 		}
+		act = lb.ruleMetrics(act, strconv.Itoa(r.Priority)) // metrics.go
 		cond, err := newConditions(r.Conditions)
 		if err != nil {
 			return nil, fmt.Errorf("rule with priority %d: %w", r.Priority, err)
@@ -292,11 +320,11 @@ func (lb *LoadBalancer) newListener(i int, l config.Listener, cfg config.LoadBal
 	if err != nil {
 		return nil, fmt.Errorf("default_action: %w", err)
 	}
-	rt.defaultAction = def
+	rt.defaultAction = lb.ruleMetrics(def, "default")
 
 	// The pipeline, outermost first. The web ACL sees every request before any rule, so a path
 	// with a fixed response cannot be used to probe around it.
-	middlewares := []func(http.Handler) http.Handler{lb.accessLog(l.Listen), li.requestHeaders}
+	middlewares := []func(http.Handler) http.Handler{lb.trace, lb.accessLog(l.Listen), li.requestHeaders}
 	if acl != nil {
 		middlewares = append(middlewares, acl.Wrap)
 	}
@@ -305,5 +333,6 @@ func (lb *LoadBalancer) newListener(i int, l config.Listener, cfg config.LoadBal
 		h = mw(h)
 	}
 	li.handler = h
+	li.guarded = li.guard.Handler(http.HandlerFunc(li.serve))
 	return li, nil
 }

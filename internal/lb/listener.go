@@ -1,69 +1,59 @@
 package lb
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/rampart-edge/rampart/internal/desync"
 )
 
-// listener is one listener: its handler pipeline and the connections its guard wraps.
+// listener is one listener: its handler pipeline behind the desync guard of its connections.
 type listener struct {
 	lb            *LoadBalancer
 	listen        string
-	handler       http.Handler
-	tls           bool
+	handler       http.Handler // the pipeline (newListener)
+	guarded       http.Handler // handler behind guard.Handler
+	guard         *desync.Guard
 	xff           string
 	secretHeaders []string
 	dropInvalid   bool
-	desync        string
-	idle          time.Duration
-
-	conns sync.Map // remote address → *guardConn, for connections accepted through WrapListener
 }
 
-type listenerKey struct{}
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.guarded.ServeHTTP(w, r) }
 
-func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := context.WithValue(r.Context(), listenerKey{}, l)
-	if c, ok := l.conns.Load(r.RemoteAddr); ok && r.ProtoMajor == 1 {
-		gc := c.(*guardConn)
-		v := gc.begin(r)
-		defer gc.end(v)
-		if v != nil {
-			ctx = context.WithValue(ctx, verdictKey{}, v)
-			if v.upgrade {
-				w = &upgradeWriter{ResponseWriter: w, gc: gc, v: v}
-			}
-		}
-	}
+// serve is the handler the guard calls. The request's access record carries the listener.
+func (l *listener) serve(w http.ResponseWriter, r *http.Request) {
+	ctx := &recordContext{Context: r.Context()}
+	ctx.rec.listener = l
 	l.handler.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// upgradeWriter tells the guard when the handler of an upgrade request hijacks the connection
-// (httputil.ReverseProxy does so to relay a 101). Unwrap lets http.ResponseController find it
-// and everything else of the underlying writer.
-type upgradeWriter struct {
-	http.ResponseWriter
-	gc *guardConn
-	v  *verdict
+// recordContext is the request's context with its access record: one allocation for both, where
+// context.WithValue cost a second one per request.
+type recordContext struct {
+	context.Context
+	rec accessRecord
 }
 
-func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.gc.hijacked(w.v)
+func (c *recordContext) Value(key any) any {
+	if _, ok := key.(accessKey); ok {
+		return &c.rec
 	}
-	return conn, brw, err
+	return c.Context.Value(key)
 }
 
-func (w *upgradeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// WrapListener returns ln with every accepted connection guarded by the listener's desync guard
+// (desync.Guard.Wrap): request heads are classified before net/http reads them, blocked requests
+// are answered there, and a connection with no request in flight is closed after the idle
+// timeout. It makes the handler a desync.ListenerWrapper, which the topology applies.
+func (l *listener) WrapListener(ln net.Listener) net.Listener { return l.guard.Wrap(ln) }
 
 // traceHeader carries the request's trace id, as X-Amzn-Trace-Id does on AWS: Root=1-<time>-<id>
 // is set when absent, and an existing Root is kept while Self is set to this hop's id.
@@ -72,18 +62,39 @@ const traceHeader = "X-Rampart-Trace-Id"
 // maxTraceLen bounds a client-supplied trace header; a longer one is replaced.
 const maxTraceLen = 512
 
-func newTraceID(now time.Time) string {
+// appendTraceID appends a new trace id, 1-<unix time, 8 hex digits>-<24 random hex digits>, to
+// dst. Built in one buffer: fmt.Sprintf, hex.EncodeToString and a concatenation cost four
+// allocations per request.
+func appendTraceID(dst []byte, now time.Time) []byte {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("1-%08x-%s", now.Unix(), hex.EncodeToString(b[:]))
+	dst = append(dst, "1-"...)
+	if u := now.Unix(); u >= 0 {
+		var digits [16]byte
+		h := strconv.AppendUint(digits[:0], uint64(u), 16)
+		for i := len(h); i < 8; i++ {
+			dst = append(dst, '0')
+		}
+		dst = append(dst, h...)
+	} else {
+		dst = fmt.Appendf(dst, "%08x", u)
+	}
+	dst = append(dst, '-')
+	return hex.AppendEncode(dst, b[:])
+}
+
+func newTraceID(now time.Time) string {
+	var buf [48]byte
+	return string(appendTraceID(buf[:0], now))
 }
 
 // traceValue returns the trace header to forward given the inbound one.
 func traceValue(in string, now time.Time) string {
-	id := newTraceID(now)
 	if in == "" || len(in) > maxTraceLen || !strings.Contains(in, "Root=") {
-		return "Root=" + id
+		var buf [48]byte
+		return string(appendTraceID(append(buf[:0], "Root="...), now))
 	}
+	id := newTraceID(now)
 	var kept []string
 	for _, f := range strings.Split(in, ";") {
 		f = strings.TrimSpace(f)
@@ -109,8 +120,7 @@ func validHeaderName(name string) bool {
 }
 
 // requestHeaders is the header stage of the pipeline: drop invalid header fields, set the trace
-// header, and apply the desync verdict (an ambiguous request in defensive mode is served, then
-// both the client and the target connection are closed).
+// header. (The desync verdict is applied by the guard's handler, before this stage.)
 func (l *listener) requestHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if l.dropInvalid {
@@ -124,12 +134,6 @@ func (l *listener) requestHeaders(next http.Handler) http.Handler {
 		r.Header.Set(traceHeader, tv)
 		if rec, ok := r.Context().Value(accessKey{}).(*accessRecord); ok {
 			rec.trace = tv
-		}
-		if v, ok := r.Context().Value(verdictKey{}).(*verdict); ok && v.closeConns {
-			w.Header().Set("Connection", "close")
-			// Served as a plain request: a protocol switch would turn the connection into a
-			// tunnel that outlives the close the verdict asks for.
-			r.Header.Del("Upgrade")
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,10 @@ import (
 // target is one backend address of a group. Its health, ejection and draining state decide
 // whether it gets new requests; outstanding counts the requests it is serving now.
 type target struct {
-	addr   string
-	id     string // opaque, stable id used in stickiness cookies (never the address)
-	weight float64
+	addr    string
+	id      string // opaque, stable id used in stickiness cookies (never the address)
+	weight  float64
+	dnsName string // the DNS name this address was resolved from (dns.go); empty for a literal one
 
 	healthy     atomic.Bool
 	outstanding atomic.Int64
@@ -53,8 +55,12 @@ type targetGroup struct {
 	retry      *retryPolicy
 	outlier    *config.OutlierDetection
 	proxy      *httputil.ReverseProxy
-	transport  *http.Transport
-	cookieName string // lb_cookie or app_cookie binding cookie of this group
+	transport  *http.Transport // to targets: proxied requests and health checks
+	scheme     string          // http or https (targettls.go)
+	cookieName string          // lb_cookie or app_cookie binding cookie of this group
+
+	dnsTargets []dnsTarget // hostname:port targets, re-resolved every dnsRefresh (dns.go)
+	dnsRefresh time.Duration
 
 	mu      sync.Mutex
 	targets []*target // registered targets, draining ones included, in registration order
@@ -120,16 +126,25 @@ func newTargetGroup(cfg config.TargetGroup, logger *slog.Logger, now func() time
 	if o := g.outlier; o != nil && (o.Consecutive5xx < 1 || o.EjectionTime.Duration <= 0) {
 		return nil, fmt.Errorf("outlier_detection: consecutive_5xx and ejection_time must be positive")
 	}
+	g.dnsRefresh = cfg.DNSRefresh.Duration
+	if g.dnsRefresh <= 0 {
+		g.dnsRefresh = config.DefaultDNSRefresh
+	}
 	for _, addr := range cfg.Targets {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
 			return nil, fmt.Errorf("target %q: want host:port: %w", addr, err)
 		}
-		if g.find(addr) != nil {
+		if g.find(addr) != nil || slices.ContainsFunc(g.dnsTargets, func(d dnsTarget) bool { return d.host == host && d.port == port }) {
 			return nil, fmt.Errorf("target %q is listed twice", addr)
 		}
 		w := cfg.Weights[addr]
 		if w == 0 {
 			w = 1
+		}
+		if isDNSTarget(host) {
+			g.dnsTargets = append(g.dnsTargets, dnsTarget{host: host, port: port, weight: w})
+			continue // its addresses are registered when it is resolved (dns.go)
 		}
 		t := g.newTarget(addr, w)
 		t.healthy.Store(true)
@@ -373,7 +388,8 @@ func (g *targetGroup) beginSlowStartLocked(t *target) {
 
 // register adds a target at run time. It starts healthy when no health checks run, and
 // unhealthy ("initial") when they do, so it gets traffic once it passed them.
-func (g *targetGroup) register(addr string, weight int, checking bool) (*target, error) {
+// dnsName is the DNS name addr was resolved from ("" for an address registered as such).
+func (g *targetGroup) register(addr string, weight int, checking bool, dnsName string) (*target, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("target %q: want host:port: %w", addr, err)
 	}
@@ -386,6 +402,9 @@ func (g *targetGroup) register(addr string, weight int, checking bool) (*target,
 		if !old.draining {
 			return nil, fmt.Errorf("target %s is already registered", addr)
 		}
+		if dnsName != "" && old.dnsName != dnsName {
+			return nil, fmt.Errorf("target %s is draining and was not resolved from %s", addr, dnsName)
+		}
 		// Re-registering a draining target cancels the drain.
 		if old.drainTimer != nil {
 			old.drainTimer.Stop()
@@ -396,6 +415,7 @@ func (g *targetGroup) register(addr string, weight int, checking bool) (*target,
 		return nil, nil
 	}
 	t := g.newTarget(addr, weight)
+	t.dnsName = dnsName
 	state := "healthy"
 	if checking {
 		state = "initial"
@@ -406,7 +426,11 @@ func (g *targetGroup) register(addr string, weight int, checking bool) (*target,
 		}
 	}
 	g.targets = append(g.targets, t)
-	g.logger.Info("target registered", "group", g.name, "target", addr, "state", state)
+	attrs := []any{"group", g.name, "target", addr, "state", state}
+	if dnsName != "" {
+		attrs = append(attrs, "dns_name", dnsName)
+	}
+	g.logger.Info("target registered", attrs...)
 	return t, nil
 }
 
@@ -473,6 +497,8 @@ type TargetStatus struct {
 	InFlight int64  `json:"in_flight"`
 	// SlowStart is true while the target's share of requests is still ramping up.
 	SlowStart bool `json:"slow_start,omitempty"`
+	// DNSName is the name the address was resolved from, for a hostname:port target.
+	DNSName string `json:"dns_name,omitempty"`
 }
 
 func (g *targetGroup) status() []TargetStatus {
@@ -481,7 +507,7 @@ func (g *targetGroup) status() []TargetStatus {
 	now := g.now()
 	out := make([]TargetStatus, 0, len(g.targets))
 	for _, t := range g.targets {
-		st := TargetStatus{Group: g.name, Address: t.addr, Weight: int(t.weight), InFlight: t.outstanding.Load()}
+		st := TargetStatus{Group: g.name, Address: t.addr, Weight: int(t.weight), InFlight: t.outstanding.Load(), DNSName: t.dnsName}
 		switch {
 		case t.draining:
 			st.State = "draining"

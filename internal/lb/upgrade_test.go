@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/desync"
 	"github.com/rampart-edge/rampart/internal/server"
 )
 
@@ -92,13 +93,13 @@ func TestWebSocketTunnel(t *testing.T) {
 		t.Fatalf("handshake: %v %q, want 101", resp, body)
 	}
 	// Frames are opaque bytes to the guard: blank lines, a smuggling-shaped head and more than
-	// maxGuardHead of data without a blank line all go through, both ways, in order.
+	// desync.MaxHeld of data without a blank line all go through, both ways, in order.
 	for _, msg := range []string{
 		"hello",
 		"a\n\nb",
 		"\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
-		strings.Repeat("x", maxGuardHead+1000),
+		strings.Repeat("x", desync.MaxHeld+1000),
 	} {
 		c.SetDeadline(time.Now().Add(2 * time.Second))
 		if _, err := io.WriteString(c, msg); err != nil {
@@ -162,13 +163,13 @@ func TestRefusedUpgradeKeepsGuarding(t *testing.T) {
 	}
 }
 
-// What a client sends before the response to its upgrade request is held, up to maxGuardHead.
+// What a client sends before the response to its upgrade request is held, up to desync.MaxHeld.
 func TestUpgradeHoldLimit(t *testing.T) {
 	be := newUpgradeBackend(t)
 	logs := newLogRecorder(nil)
 	_, url := serve(t, upgradeLB(be.Listener.Addr().String(), time.Minute), slog.New(logs))
 	c, r := dialRaw(t, url, "GET /hold HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-	_, _ = io.WriteString(c, strings.Repeat("x", maxGuardHead+1)) // may fail once the guard closes
+	_, _ = io.WriteString(c, strings.Repeat("x", desync.MaxHeld+1)) // may fail once the guard closes
 	if _, err := r.ReadByte(); err == nil || isTimeout(err) {
 		t.Fatalf("read = %v; want the connection closed", err)
 	}
@@ -205,7 +206,7 @@ func serveProduction(t *testing.T, cfg config.LoadBalancer, logger *slog.Logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- server.Serve(ctx, []server.Unit{{Name: "lb", Listener: h.(ListenerWrapper).WrapListener(ln), Handler: h}}, time.Second, nil)
+		done <- server.Serve(ctx, []server.Unit{{Name: "lb", Listener: h.(desync.ListenerWrapper).WrapListener(ln), Handler: h}}, time.Second, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -253,20 +254,5 @@ func TestOptionsAsteriskKeepsVerdictsAligned(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestTLSListenerWarnsNoDesyncGuard(t *testing.T) {
-	logs := newLogRecorder(nil)
-	cfg := config.LoadBalancer{Name: "alb", Listeners: []config.Listener{
-		{Listen: "127.0.0.1:8443", TLS: &config.ListenerTLS{}, DefaultAction: fixed(200, "ok")},
-		{Listen: "127.0.0.1:8080", DefaultAction: fixed(200, "ok")},
-	}}
-	if _, err := New(cfg, nil, slog.New(logs)); err != nil {
-		t.Fatal(err)
-	}
-	w := logs.find("desync mitigation does not apply to an HTTPS listener")
-	if len(w) != 1 || w[0]["listener"] != "127.0.0.1:8443" || w[0]["desync_mitigation_mode"] != config.DesyncDefensive || w[0]["level"] != "WARN" {
-		t.Errorf("warnings = %v, want one for the HTTPS listener", w)
 	}
 }
