@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/observe"
 	"github.com/rampart-edge/rampart/internal/ratelimit"
 )
 
@@ -30,6 +30,7 @@ import (
 type access struct {
 	gateway string
 	logger  *slog.Logger
+	metrics *observe.Metrics // rejection counters (metrics.go); nil: none
 
 	limiter       ratelimit.Limiter
 	quota         ratelimit.Quota
@@ -41,7 +42,7 @@ type access struct {
 	routes           map[*route]*routeAccess
 
 	keyHeader   string
-	keys        map[[32]byte]*apiKey
+	keys        atomic.Pointer[map[[32]byte]*apiKey] // nil without api_keys; swapped on reload (keys.go)
 	authorizers map[string]*jwtAuthorizer
 }
 
@@ -148,7 +149,7 @@ func (r *throttleRule) clientKey(req *http.Request, id *identity) string {
 const maxClientKeyBytes = 96
 
 // newAccess compiles cfg's access settings for the gateway's routes (in cfg.Routes order).
-func newAccess(cfg config.Gateway, routes []*route, logger *slog.Logger) (*access, error) {
+func newAccess(cfg config.Gateway, routes []*route, logger *slog.Logger, stores *ratelimit.Registry) (*access, error) {
 	a := &access{gateway: cfg.Name, logger: logger, routes: map[*route]*routeAccess{},
 		allowOnError: cfg.OnStoreError == config.StoreErrorAllow, authorizers: map[string]*jwtAuthorizer{}}
 	ok := false
@@ -157,7 +158,7 @@ func newAccess(cfg config.Gateway, routes []*route, logger *slog.Logger) (*acces
 			a.close()
 		}
 	}()
-	if err := a.openStores(cfg); err != nil {
+	if err := a.openStores(cfg, stores); err != nil { // stores.go
 		return nil, err
 	}
 	a.open, a.identified = compileThrottles(cfg.Name, "gateway", cfg.Throttle)
@@ -174,11 +175,14 @@ func newAccess(cfg config.Gateway, routes []*route, logger *slog.Logger) (*acces
 		if err != nil {
 			return nil, err
 		}
-		a.keys = keys
+		a.keys.Store(&keys)
 	}
 	for i, rc := range cfg.Routes {
 		ra := &routeAccess{authorizer: a.authorizers[rc.Authorizer], scopes: rc.Scopes}
-		ra.open, ra.identified = compileThrottles(cfg.Name, "route"+strconv.Itoa(i)+" "+rc.Path, rc.Throttle)
+		// A route's buckets are named after its path and methods (which no other route has: the
+		// router refuses a method routed twice for one path), not its position, so that adding or
+		// moving another route does not hand this route's clients fresh buckets at a reload.
+		ra.open, ra.identified = compileThrottles(cfg.Name, "route "+rc.Path+" "+strings.Join(rc.Methods, ","), rc.Throttle)
 		if cfg.APIKeys != nil {
 			ra.keyRequired = cfg.APIKeys.Required
 			if rc.APIKeyRequired != nil {
@@ -191,35 +195,6 @@ func newAccess(cfg config.Gateway, routes []*route, logger *slog.Logger) (*acces
 	}
 	ok = true
 	return a, nil
-}
-
-// openStores connects the limiter and quota store of cfg.rate_limit_store.
-func (a *access) openStores(cfg config.Gateway) error {
-	store := cfg.RateLimitStore
-	if store == "" || store == config.RateLimitMemory {
-		a.limiter = ratelimit.NewMemory()
-		if cfg.APIKeys != nil && hasQuota(cfg) {
-			q, err := ratelimit.NewFileQuota(cfg.APIKeys.QuotaFile, a.logger)
-			if err != nil {
-				return err
-			}
-			a.quota = q
-			a.closers = append(a.closers, q.Close)
-		}
-		return nil
-	}
-	r, err := ratelimit.NewRedis(store, "rampart:", 0)
-	if err != nil {
-		return err
-	}
-	a.closers = append(a.closers, r.Close)
-	a.limiter, a.quota = r, r
-	// Not fatal: the gateway starts, and on_store_error decides until Redis answers.
-	if err := r.Ping(context.Background()); err != nil {
-		a.logger.Warn("rate limit store not reachable at start; on_store_error applies until it is",
-			"on_store_error", cfg.OnStoreError, "err", err)
-	}
-	return nil
 }
 
 func hasQuota(cfg config.Gateway) bool {
@@ -260,11 +235,12 @@ func (a *access) apply(w http.ResponseWriter, r *http.Request, rules []throttleR
 		rule := &rules[i]
 		res, err := a.limiter.Allow(r.Context(), rule.clientKey(r, id), rule.limit)
 		if err != nil {
-			return a.storeError(w, err)
+			return a.storeError(w, r, err)
 		}
 		d.note(res)
 		if !res.Allowed {
-			a.refuse(w, res)
+			a.countThrottle(rule) // metrics.go
+			a.refuse(w, r, res)
 			return false
 		}
 	}
@@ -272,7 +248,7 @@ func (a *access) apply(w http.ResponseWriter, r *http.Request, rules []throttleR
 }
 
 // storeError applies on_store_error.
-func (a *access) storeError(w http.ResponseWriter, err error) bool {
+func (a *access) storeError(w http.ResponseWriter, r *http.Request, err error) bool {
 	// One warning per 10s at most: a Redis outage must not become a log flood.
 	now := time.Now().UnixNano()
 	if last := a.lastStoreWarn.Load(); now-last > int64(10*time.Second) && a.lastStoreWarn.CompareAndSwap(last, now) {
@@ -282,7 +258,7 @@ func (a *access) storeError(w http.ResponseWriter, err error) bool {
 		return true
 	}
 	w.Header().Set("Retry-After", "1")
-	reply(w, respStoreUnavailable)
+	reply(w, r, respStoreUnavailable)
 	return false
 }
 
@@ -292,11 +268,11 @@ func setRateLimitHeaders(h http.Header, res ratelimit.Result) {
 	h.Set("RateLimit-Reset", seconds(res.Reset))
 }
 
-func (a *access) refuse(w http.ResponseWriter, res ratelimit.Result) {
+func (a *access) refuse(w http.ResponseWriter, r *http.Request, res ratelimit.Result) {
 	h := w.Header()
 	setRateLimitHeaders(h, res)
 	h.Set("Retry-After", seconds(res.RetryAfter))
-	reply(w, respThrottled)
+	reply(w, r, respThrottled)
 }
 
 // throttleOpen is the first stage (see access).
@@ -332,14 +308,14 @@ func (a *access) authorize(next http.Handler) http.Handler {
 			}
 			ex.access.identity.claims = c
 		}
-		if a.keys != nil {
+		if keys := a.keys.Load(); keys != nil {
 			v, present := apiKeyValue(r.Header[a.keyHeader])
 			var k *apiKey
 			if present {
-				k = lookupKey(a.keys, v)
+				k = lookupKey(*keys, v)
 			}
 			if k == nil && ra.keyRequired {
-				reply(w, respInvalidAPIKey)
+				reply(w, r, respInvalidAPIKey)
 				return
 			}
 			ex.access.identity.key = k
@@ -370,12 +346,13 @@ func (a *access) throttleIdentified(next http.Handler) http.Handler {
 			if k.plan.quota > 0 && a.quota != nil {
 				q, err := a.quota.Consume(r.Context(), quotaKey(a.gateway, k), k.plan.quota, k.plan.period)
 				if err != nil {
-					if !a.storeError(w, err) {
+					if !a.storeError(w, r, err) {
 						return
 					}
 				} else if !q.Allowed {
+					a.countQuota(k) // metrics.go
 					w.Header().Set("Retry-After", seconds(time.Until(q.Reset)))
-					reply(w, respQuotaExceeded)
+					reply(w, r, respQuotaExceeded)
 					return
 				}
 			}

@@ -8,14 +8,13 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/rampart-edge/rampart/internal/cors"
 )
 
 // BenchmarkGatewayOwnWork measures what the gateway does per request besides proxying: request
-// id, access log (to a discarding handler), CORS, route match, the throttles, authorizers and
-// header mapping, up to the outbound headers. The stage list mirrors New's (without a web ACL);
-// the proxy's own cost is BenchmarkProxyServeHTTP in internal/proxy.
+// id, access log (to a discarding handler), CORS, header size check, route match, body limit,
+// the throttles, authorizers, request validation and request header mapping up to the outbound
+// headers, then the response header mapping. The stage list mirrors New's (without a web ACL,
+// metrics and tracing); the proxy's own cost is BenchmarkProxyServeHTTP in internal/proxy.
 func BenchmarkGatewayOwnWork(b *testing.B) {
 	es := newSigner(b, "ES256", "ec1")
 	dir := b.TempDir()
@@ -40,9 +39,10 @@ gateways:
     authorizers: [{name: idp, issuer: "https://idp.test/", audiences: [https://api.test], jwks_file: "%DIR%/jwks.json"}]
     routes:
       - {path: /items, methods: [GET], integration: {url: "http://127.0.0.1:1"}}
-      - {path: "/items/{id}", methods: [GET], integration: {url: "http://127.0.0.1:1"} %ROUTE%}
+      - {path: "/items/{id}", methods: [GET] %ROUTE%}
 `
 	token := es.token(b, goodClaims())
+	const defaultIntegration = `, integration: {url: "http://127.0.0.1:1"}`
 	for _, tc := range []struct {
 		name, gw, route string
 		headers         []string
@@ -51,27 +51,37 @@ gateways:
 		{"+throttle-gateway+source_ip", "throttle: [{rate: 1e6, burst: 1000000}, {key: source_ip, rate: 1e6, burst: 1000000}]", "", nil},
 		{"+api_key+plan", "", ", api_key_required: true", []string{"X-Api-Key", keyAcme}},
 		{"+jwt-es256", "", ", authorizer: idp", []string{"Authorization", "Bearer " + token}},
+		// Integration path rewriting, route request/response header mapping and a required
+		// header check (edge.go, validate.go); the response mapping runs on a fake backend answer.
+		{"+path-rewrite+route-mappings+validation", "response_headers: {set: {X-Frame-Options: DENY}, remove: [Server]}",
+			`, request_headers: {X-Route: items}, response_headers: {set: {Cache-Control: no-store}}, request_validation: {required_headers: [X-Tenant]}, integration: {url: "http://127.0.0.1:1", path: "/v2/items/{id}"}`,
+			[]string{"X-Tenant", "acme"}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			yaml := strings.NewReplacer("%GW%", tc.gw, "%ROUTE%", tc.route).Replace(base)
+			route := tc.route
+			if !strings.Contains(route, "integration:") {
+				route += defaultIntegration
+			}
+			yaml := strings.NewReplacer("%GW%", tc.gw, "%ROUTE%", route).Replace(base)
 			gc := parseGateway(b, dir, "", yaml)
 			g, err := New(gc, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer g.Close()
-			policy, err := cors.New(gc.CORS, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			// The outbound request the proxy would send, with the mapped headers applied.
+			// The outbound request the proxy would send, with its path rewritten and the mapped
+			// headers applied; then the response header mapping on a backend's answer.
 			end := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ex := exchangeFrom(r.Context())
 				out := r.Clone(r.Context())
-				g.applyMappings(out, exchangeFrom(r.Context()))
+				ex.route.rewritePath(out)
+				g.applyMappings(out, ex)
+				backendHeader := http.Header{"Server": {"backend"}, "Content-Type": {"application/json"}}
+				applyResponseHeaders(backendHeader, ex.route.respHeaders, ex)
 				w.WriteHeader(200)
 			})
-			stages := []func(http.Handler) http.Handler{g.assignRequestID, g.accessLog, policy.Wrap, g.route,
-				g.access.throttleOpen, g.access.authorize, g.access.throttleIdentified, g.mapParameters}
+			stages := []func(http.Handler) http.Handler{g.assignRequestID, g.accessLog, g.corsStage(), g.limitHeaders, g.route, g.limitBody,
+				g.access.throttleOpen, g.access.authorize, g.access.throttleIdentified, g.validate, g.mapParameters}
 			h := http.Handler(end)
 			for i := len(stages) - 1; i >= 0; i-- {
 				h = stages[i](h)

@@ -11,8 +11,8 @@ const maxLoggedSubBytes = 256
 
 // appendAccessIdentity adds the access-log fields that say who called and how long the backend
 // took: api_key_id when an API key authenticated the request, jwt_sub when a JWT authorizer
-// accepted it, integration_latency when the backend was called. Only identifiers are logged,
-// never a key value or a token.
+// accepted it, integration_latency when the backend was called, gateway_response when the
+// gateway answered itself. Only identifiers are logged, never a key value or a token.
 func appendAccessIdentity(attrs []slog.Attr, ex *exchange) []slog.Attr {
 	id := &ex.access.identity
 	if id.key != nil {
@@ -23,6 +23,11 @@ func appendAccessIdentity(attrs []slog.Attr, ex *exchange) []slog.Attr {
 	}
 	if ex.integrationLatency > 0 {
 		attrs = append(attrs, slog.Duration("integration_latency", ex.integrationLatency))
+	}
+	if ex.errorType != "" {
+		// Which of the gateway's own answers this was (THROTTLED, BAD_REQUEST_BODY, …): the
+		// status alone does not tell a 403 of CORS from one of an API key.
+		attrs = append(attrs, slog.String("gateway_response", ex.errorType))
 	}
 	return attrs
 }

@@ -100,19 +100,19 @@ func (az *jwtAuthorizer) authenticate(w http.ResponseWriter, r *http.Request, sc
 	token, ok := bearerToken(r.Header.Values("Authorization"))
 	if !ok {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q`, az.realm))
-		reply(w, respUnauthorized)
+		reply(w, r, respUnauthorized)
 		return nil, false
 	}
 	c, err := az.verify(r.Context(), token)
 	if err != nil {
 		if errors.Is(err, errNoKeys) {
-			reply(w, respAuthorizerError)
+			reply(w, r, respAuthorizerError)
 			return nil, false
 		}
 		// The reason goes to the log at debug level only, never the token.
 		az.logger.Debug("token refused", "reason", err.Error(), "request_id", exchangeFrom(r.Context()).id)
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token"`, az.realm))
-		reply(w, respUnauthorized)
+		reply(w, r, respUnauthorized)
 		return nil, false
 	}
 	if len(scopes) > 0 {
@@ -120,7 +120,7 @@ func (az *jwtAuthorizer) authenticate(w http.ResponseWriter, r *http.Request, sc
 		for _, s := range scopes {
 			if !slices.Contains(have, s) {
 				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`, az.realm, strings.Join(scopes, " ")))
-				reply(w, respAccessDenied)
+				reply(w, r, respAccessDenied)
 				return nil, false
 			}
 		}

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"net/http"
-
-	"github.com/rampart-edge/rampart/internal/proxy"
 )
 
 // limitBody enforces the route's max_body_bytes. A declared Content-Length over the limit is
@@ -23,7 +21,7 @@ func (g *Gateway) limitBody(next http.Handler) http.Handler {
 			// Close rather than drain: net/http would otherwise read up to 256 KiB of the
 			// unwanted body before answering.
 			w.Header().Set("Connection", "close")
-			proxy.WriteJSONError(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
+			reply(w, r, respTooLarge)
 			return
 		}
 		if r.ContentLength < 0 {

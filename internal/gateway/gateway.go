@@ -15,10 +15,12 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
 	"github.com/rampart-edge/rampart/internal/cors"
+	"github.com/rampart-edge/rampart/internal/desync"
 	"github.com/rampart-edge/rampart/internal/originverify"
 	"github.com/rampart-edge/rampart/internal/proxy"
 )
@@ -42,6 +44,23 @@ type Gateway struct {
 	mappings  []mapping
 	access    *access // throttling, API keys, usage plans, authorizers (access.go)
 	logger    *slog.Logger
+	guard     *desync.Guard // request-smuggling guard of the gateway's listener (desync.go)
+
+	// edge.go: gateway responses, the CORS policy (for errors answered before it), the header
+	// size limit and response header mapping; keysWatch is the API key file watcher (keys.go).
+	responses      *responses
+	policy         *cors.Policy
+	maxHeaderBytes int
+	respHeaders    []respHeaderRule
+	stopWatch      func()
+	listener       listenerSettings // listener.go
+
+	obs *gatewayObserve // metrics and tracing (metrics.go)
+
+	// tunnels is done once Close is called: it ends the WebSocket tunnels still open, which
+	// net/http no longer tracks once it has handed their connections over.
+	tunnels    context.Context
+	endTunnels context.CancelFunc
 }
 
 // route is one configured route's integration.
@@ -50,6 +69,13 @@ type route struct {
 	proxy    *httputil.ReverseProxy
 	timeout  time.Duration
 	maxBody  int64 // max_body_bytes (bodylimit.go)
+
+	// edge.go: the backend path (integration.path, strip_prefix), the route's merged request
+	// and response header mappings; validate.go: request_validation.
+	backendPath func(segments []string, cleaned string) string
+	mappings    []mapping
+	respHeaders []respHeaderRule
+	validation  *validation
 }
 
 // New builds a gateway from cfg. keyrings holds the keyrings named by ${secret:NAME} references in
@@ -61,10 +87,19 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "gateway", "gateway", cfg.Name)
-	g := &Gateway{name: cfg.Name, logger: logger}
+	g := &Gateway{name: cfg.Name, logger: logger, responses: compileResponses(cfg.GatewayResponses), maxHeaderBytes: cfg.MaxHeaderBytes}
+	g.obs = newGatewayObserve(cfg, o.observe)
+	g.tunnels, g.endTunnels = context.WithCancel(context.Background())
 
 	policy, err := cors.New(cfg.CORS, logger)
 	if err != nil {
+		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
+	}
+	g.policy = policy
+	if g.listener, err = newListenerSettings(cfg); err != nil {
+		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
+	}
+	if g.respHeaders, err = compileResponseHeaders(cfg.ResponseHeaders, nil); err != nil {
 		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
 	}
 	if g.router, err = newRouter(cfg.Routes); err != nil {
@@ -78,21 +113,28 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 	}
 	for _, rc := range cfg.Routes {
 		rt, err := g.newRoute(rc, cfg.IntegrationTimeout.Duration, cfg.MaxBodyBytes)
+		if err == nil {
+			err = g.routeEdge(rt, rc, keyrings) // edge.go
+		}
 		if err != nil {
 			return nil, fmt.Errorf("gateway %q: route %q: %w", cfg.Name, rc.Path, err)
 		}
 		g.routes = append(g.routes, rt)
 	}
-	if g.access, err = newAccess(cfg, g.routes, logger); err != nil {
+	if g.access, err = newAccess(cfg, g.routes, logger, o.stores); err != nil {
 		return nil, fmt.Errorf("gateway %q: %w", cfg.Name, err)
 	}
+	g.obs.instrument(policy, g.access)
+	g.stopWatch = g.access.watchKeys(cfg) // keys.go: reload the API key file when it changes
 
 	// The pipeline, outermost first.
 	stages := []func(http.Handler) http.Handler{
 		g.assignRequestID, // a fresh id for the response header, the log and the backend
+		g.obs.trace,       // a server span continuing the caller's traceparent (metrics.go)
 		g.accessLog,       // one line per request, whoever answers it
-		o.webACL,          // web_acl: blocks before anything else answers
-		policy.Wrap,       // CORS: answers preflights, refuses disallowed origins (enforce)
+		g.webACLStage(o),  // web_acl: blocks before anything else answers
+		g.corsStage(),     // CORS: answers preflights, refuses disallowed origins (enforce)
+		g.limitHeaders,    // 431 for headers over max_header_bytes (edge.go)
 		g.route,           // 400 for "..", 404, 405 with Allow; picks the route
 		g.limitBody,       // 413 for a Content-Length over max_body_bytes; caps chunked bodies
 		// access.go: throttles keyed before authentication (429); the route's JWT authorizer
@@ -100,21 +142,31 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 		g.access.throttleOpen,
 		g.access.authorize,
 		g.access.throttleIdentified,
+		g.validate,      // request_validation: required headers and query, body schema (400)
 		g.mapParameters, // request_headers: computes the values the backend will get
 	}
 	h := http.Handler(http.HandlerFunc(g.integrate)) // proxies to the route's backend
 	for i := len(stages) - 1; i >= 0; i-- {
 		h = stages[i](h)
 	}
-	g.handler = h
+	// The request-smuggling guard classifies each request head on the connection before
+	// net/http parses it (desync.go); its handler hands the verdict to the pipeline.
+	g.guard = &desync.Guard{Mode: desync.Defensive, Logger: logger, Listener: cfg.Listen}
+	g.handler = g.guard.Handler(h)
 	return g, nil
 }
 
 // ServeHTTP runs the request through the pipeline.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
 
-// Close releases idle connections to backends. In-flight requests are not interrupted.
+// Close releases idle connections to backends and ends open WebSocket tunnels: a tunnel never
+// outlives the config (keys, authorizers, web ACL) that admitted it. Other in-flight requests are
+// not interrupted.
 func (g *Gateway) Close() {
+	g.endTunnels()
+	if g.stopWatch != nil {
+		g.stopWatch()
+	}
 	g.access.close()
 	g.transport.CloseIdleConnections()
 	for _, t := range g.tlsRoutes {
@@ -155,18 +207,50 @@ func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration, gatewa
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Hop-by-hop headers, including any the client named in Connection, are already gone
 			// from pr.Out; what is set here reaches the backend.
-			pr.SetURL(target) // joins the prefix with the routed path, keeps the query, Host = target
+			rt.rewritePath(pr.Out) // integration.path or strip_prefix (edge.go)
+			pr.SetURL(target)      // joins the prefix with the routed path, keeps the query, Host = target
 			proxy.SetForwarded(pr, false)
-			g.applyMappings(pr.Out, exchangeFrom(pr.In.Context()))
+			// Always the gateway's own id, never the client's, so that the load balancer's and
+			// the app's access lines share it (a request_headers mapping may still override: it
+			// then replaces this one, which is not set at all).
+			ex := exchangeFrom(pr.In.Context())
+			if !rt.mapsHeader(RequestIDHeader) {
+				pr.Out.Header.Set(RequestIDHeader, ex.id)
+			}
+			g.applyMappings(pr.Out, ex)
 		},
 		ModifyResponse: func(res *http.Response) error {
 			// The backend has answered: the rest of the exchange is streaming to the client.
-			exchangeFrom(res.Request.Context()).integrationDone()
-			return stripBackendHeaders(res)
+			ex := exchangeFrom(res.Request.Context())
+			ex.integrationDone()
+			if ex.upgrade != nil && res.StatusCode == http.StatusSwitchingProtocols {
+				// The backend switched protocols in time: the tunnel has no deadline. Any other
+				// answer is an ordinary response, bounded by the route's timeout as any other is.
+				ex.upgrade.Stop()
+				ex.switched = true
+			}
+			if err := stripBackendHeaders(res); err != nil {
+				return err
+			}
+			applyResponseHeaders(res.Header, rt.respHeaders, ex) // response_headers (edge.go)
+			return nil
 		},
-		Logger: g.logger,
+		Logger:   g.logger,
+		Tracer:   g.obs.tracer, // a client span per backend call, its traceparent sent along
+		SpanName: "integration",
 	})
 	return rt, nil
+}
+
+// mapsHeader reports whether the route's request_headers set name, which applyMappings then
+// removes and replaces whatever was set before.
+func (rt *route) mapsHeader(name string) bool {
+	for i := range rt.mappings {
+		if sameHeaderCGI(name, rt.mappings[i].name) {
+			return true
+		}
+	}
+	return false
 }
 
 // stripBackendHeaders removes the backend's CORS headers, so that the gateway's policy is the only
@@ -189,10 +273,41 @@ type exchange struct {
 	mapped []mappedHeader // set by parameter mapping
 	access requestAccess  // identity and throttle state (access.go)
 
+	responses *responses    // gateway_responses, for reply (responses.go)
+	errorType responseType  // the gateway response written, if any
+	in        *http.Request // the routed inbound request, for response header templates
+	// upgrade is the handshake timer of a protocol upgrade (WebSocket); timedOut says it fired.
+	upgrade  *time.Timer
+	timedOut atomic.Bool
+	// switched: the backend answered 101 (ReverseProxy writes it on the hijacked connection, so
+	// the access log's writer never sees it).
+	switched bool
+	// intercepts are the writers of the web ACL and CORS stages (edge.go).
+	intercepts [2]interceptWriter
+
 	// integrationStart is when integrate called the backend; integrationLatency is how long
 	// the backend took to answer with headers (or to fail), for the access log.
 	integrationStart   time.Time
 	integrationLatency time.Duration
+
+	// The access log's writer, and room for the mapped headers of a typical gateway: kept here,
+	// they cost no allocation of their own per request.
+	sw        statusWriter
+	mappedBuf [4]mappedHeader
+}
+
+// exchangeContext is the request's context with its exchange: one allocation for both, where
+// context.WithValue cost a second one per request.
+type exchangeContext struct {
+	context.Context
+	ex exchange
+}
+
+func (c *exchangeContext) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return &c.ex
+	}
+	return c.Context.Value(key)
 }
 
 // integrationDone records the integration latency once.
@@ -216,9 +331,11 @@ func exchangeFrom(ctx context.Context) *exchange {
 // as the id: a client could otherwise forge or collide ids in the logs.
 func (g *Gateway) assignRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ex := &exchange{id: rand.Text()}
+		ctx := &exchangeContext{Context: r.Context()}
+		ex := &ctx.ex
+		ex.id, ex.responses = rand.Text(), g.responses
 		w.Header().Set(RequestIDHeader, ex.id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -227,22 +344,34 @@ func (g *Gateway) assignRequestID(next http.Handler) http.Handler {
 func (g *Gateway) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
 		ex := exchangeFrom(r.Context())
+		ex.sw = statusWriter{ResponseWriter: w}
+		sw := &ex.sw
+		next.ServeHTTP(sw, r)
 		routeName := ""
 		if ex.route != nil {
 			routeName = ex.route.template
 		}
 		status := sw.status
-		if status == 0 {
+		switch {
+		case status == 0 && ex.switched:
+			status = http.StatusSwitchingProtocols
+		case status == 0:
 			status = http.StatusOK
 		}
-		attrs := make([]slog.Attr, 0, 10)
+		elapsed := time.Since(start)                 // once: reading the clock is not free
+		g.obs.request(r.Method, status, ex, elapsed) // metrics.go
+		if !g.logger.Enabled(r.Context(), slog.LevelInfo) {
+			return // nothing below may allocate for a line nobody reads
+		}
+		attrs := make([]slog.Attr, 0, 11)
 		attrs = append(attrs, slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", status), slog.Duration("duration", time.Since(start)),
+			slog.Int("status", status), slog.Duration("duration", elapsed),
 			slog.String("request_id", ex.id), slog.String("route", routeName))
 		attrs = appendAccessIdentity(attrs, ex)
+		if id := g.obs.traceID(r); id != "" {
+			attrs = append(attrs, slog.String("otel_trace_id", id))
+		}
 		g.logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
 }
@@ -276,21 +405,27 @@ func (g *Gateway) route(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := cleanPath(r.URL.Path)
 		if !ok {
-			proxy.WriteJSONError(w, http.StatusBadRequest, "Bad Request")
+			reply(w, r, respBadRequest)
 			return
 		}
 		res := g.router.lookup(p)
 		if res == nil {
-			proxy.WriteJSONError(w, http.StatusNotFound, "Not Found")
+			reply(w, r, respMissingRoute)
 			return
 		}
 		i, ok := res.route(r.Method)
 		if !ok {
 			w.Header().Set("Allow", res.allow)
-			proxy.WriteJSONError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
+			reply(w, r, respMethodNotAllowed)
 			return
 		}
 		exchangeFrom(r.Context()).route = g.routes[i]
+		if p == r.URL.Path && r.URL.RawPath == "" {
+			// Already clean: the request goes on as it is (a copy of it and of its URL cost two
+			// allocations per request).
+			next.ServeHTTP(w, r)
+			return
+		}
 		r2 := new(http.Request)
 		*r2 = *r
 		u := *r.URL
@@ -305,7 +440,12 @@ func (g *Gateway) route(next http.Handler) http.Handler {
 func (g *Gateway) mapParameters(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ex := exchangeFrom(r.Context())
-		ex.mapped = evaluateMappings(g.mappings, r, ex.id)
+		ms := g.mappings
+		if ex.route != nil {
+			ms = ex.route.mappings
+		}
+		ex.mapped = evaluateMappings(ex.mappedBuf[:0], ms, r, ex.id)
+		ex.in = r
 		next.ServeHTTP(w, r)
 	})
 }
@@ -317,12 +457,27 @@ func (g *Gateway) integrate(w http.ResponseWriter, r *http.Request) {
 	rt := exchangeFrom(r.Context()).route
 	if rt == nil {
 		// Unreachable through New's pipeline; fail closed.
-		proxy.WriteJSONError(w, http.StatusInternalServerError, "Internal Server Error")
+		reply(w, r, respInternal)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
-	defer cancel()
 	ex := exchangeFrom(r.Context())
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if isUpgrade(r) {
+		// A WebSocket lives past its handshake: the timeout bounds the backend's answer to the
+		// handshake only (ModifyResponse stops the timer on a 101), not the tunnel that follows.
+		ctx, cancel = context.WithCancel(r.Context())
+		// ReverseProxy closes both connections of a tunnel when its request's context ends.
+		defer context.AfterFunc(g.tunnels, cancel)()
+		ex.upgrade = time.AfterFunc(rt.timeout, func() {
+			ex.timedOut.Store(true)
+			cancel()
+		})
+		defer ex.upgrade.Stop()
+	} else {
+		ctx, cancel = context.WithTimeout(r.Context(), rt.timeout)
+	}
+	defer cancel()
 	ex.integrationStart = time.Now()
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
 	ex.integrationDone() // the backend failed: the time until the proxy gave up

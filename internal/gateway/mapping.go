@@ -58,34 +58,51 @@ func compileMappings(hm []config.HeaderMapping, keyrings map[string]*originverif
 	return out, nil
 }
 
-// evaluateMappings computes every mapping's value from the inbound request.
-func evaluateMappings(ms []mapping, r *http.Request, requestID string) []mappedHeader {
-	out := make([]mappedHeader, 0, len(ms))
-	for _, m := range ms {
+// evaluateMappings appends every mapping's value from the inbound request to out.
+func evaluateMappings(out []mappedHeader, ms []mapping, r *http.Request, requestID string) []mappedHeader {
+	for i := range ms {
+		m := &ms[i]
 		if len(m.parts) == 1 && m.parts[0].kind == config.RefSigned {
 			out = append(out, mappedHeader{name: m.name, signer: m.parts[0].keyring})
 			continue
 		}
-		var b strings.Builder
-		for _, p := range m.parts {
-			switch p.kind {
-			case config.RefLiteral:
-				b.WriteString(p.text)
-			case config.RefSecret:
-				b.WriteString(p.keyring.Current().Secret)
-			case config.RefRequestID:
-				b.WriteString(requestID)
-			case config.RefSourceIP:
-				b.WriteString(peerIP(r))
-			case config.RefRequestHeader:
-				b.WriteString(strings.Join(r.Header.Values(p.text), ", "))
-			case config.RefClaim, config.RefAPIKeyID:
-				b.WriteString(identityValue(r, p.kind, p.text)) // access.go
-			}
-		}
-		out = append(out, mappedHeader{name: m.name, value: b.String()})
+		out = append(out, mappedHeader{name: m.name, value: mappingValue(m, r, requestID)})
 	}
 	return out
+}
+
+// mappingValue is the value of an unsigned mapping for request r.
+func mappingValue(m *mapping, r *http.Request, requestID string) string {
+	if len(m.parts) == 1 {
+		// One part, as a header set to a secret or the request id is: its value as it is (a
+		// strings.Builder copied it into a new allocation).
+		switch p := &m.parts[0]; p.kind {
+		case config.RefLiteral:
+			return p.text
+		case config.RefSecret:
+			return p.keyring.Current().Secret
+		case config.RefRequestID:
+			return requestID
+		}
+	}
+	var b strings.Builder
+	for _, p := range m.parts {
+		switch p.kind {
+		case config.RefLiteral:
+			b.WriteString(p.text)
+		case config.RefSecret:
+			b.WriteString(p.keyring.Current().Secret)
+		case config.RefRequestID:
+			b.WriteString(requestID)
+		case config.RefSourceIP:
+			b.WriteString(peerIP(r))
+		case config.RefRequestHeader:
+			b.WriteString(strings.Join(r.Header.Values(p.text), ", "))
+		case config.RefClaim, config.RefAPIKeyID:
+			b.WriteString(identityValue(r, p.kind, p.text)) // access.go
+		}
+	}
+	return b.String()
 }
 
 // applyMappings gives mapped headers overwrite semantics on the outbound request's header: every
@@ -98,15 +115,22 @@ func evaluateMappings(ms []mapping, r *http.Request, requestID string) []mappedH
 // as HTTP_X_USER: a client X_User that survived would stand in for, or shadow, the gateway's.
 func (g *Gateway) applyMappings(out *http.Request, ex *exchange) {
 	h := out.Header
+	ms := g.mappings
+	if ex.route != nil {
+		ms = ex.route.mappings // the gateway's merged with the route's (edge.go)
+	}
 	for k := range h {
-		for _, m := range g.mappings {
+		for _, m := range ms {
 			if sameHeaderCGI(k, m.name) {
 				delete(h, k)
 				break
 			}
 		}
 	}
-	for _, mh := range ex.mapped {
+	// One backing array for every value, each header getting a one-element slice of it (capped,
+	// so that an append elsewhere copies): one allocation per request instead of one per header.
+	values := make([]string, len(ex.mapped))
+	for i, mh := range ex.mapped {
 		if mh.signer != nil {
 			host := out.Host
 			if host == "" {
@@ -115,7 +139,8 @@ func (g *Gateway) applyMappings(out *http.Request, ex *exchange) {
 			mh.value = mh.signer.Sign(out.Method, host, out.URL.RequestURI(), time.Now())
 		}
 		if mh.value != "" {
-			h[mh.name] = []string{mh.value}
+			values[i] = mh.value
+			h[mh.name] = values[i : i+1 : i+1]
 		}
 	}
 }

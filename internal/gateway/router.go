@@ -143,9 +143,14 @@ func shapeKey(segs []segment) string {
 
 // lookup returns the resource a clean path (as returned by cleanPath) resolves to, or nil.
 func (rt *router) lookup(p string) *resource {
-	var parts []string
+	// The segments go to an array on the stack (a path of more than 16 grows it on the heap):
+	// strings.Split cost an allocation per request.
+	var buf [16]string
+	parts := buf[:0]
 	if p != "/" {
-		parts = strings.Split(strings.TrimPrefix(p, "/"), "/")
+		for s := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
+			parts = append(parts, s)
+		}
 	}
 	for _, res := range rt.resources {
 		if res.matches(parts) {
@@ -185,9 +190,10 @@ func (res *resource) route(method string) (int, bool) {
 }
 
 // cleanPath prepares an inbound, already percent-decoded path for matching. It refuses (ok false)
-// a path that is not absolute or that has a ".." segment: such a request is malformed or an
-// attempt to escape a route's prefix. Otherwise it removes "." segments, repeated and trailing
-// slashes. The cleaned path is also the path forwarded, so the backend sees exactly what was routed.
+// a path that is not absolute or that has a ".." segment, as a backend may read it (climbs): such
+// a request is malformed or an attempt to escape a route's prefix. Otherwise it removes "."
+// segments, repeated and trailing slashes. The cleaned path is also the path forwarded, so the
+// backend sees exactly what was routed.
 func cleanPath(p string) (string, bool) {
 	if p == "" {
 		return "/", true
@@ -195,12 +201,26 @@ func cleanPath(p string) (string, bool) {
 	if p[0] != '/' {
 		return "", false
 	}
+	// A path that is already clean, as nearly every request's is, is returned as it is: splitting
+	// and rebuilding it cost three allocations per request.
+	clean := true
+	for s := range strings.SplitSeq(p[1:], "/") {
+		switch {
+		case climbs(s):
+			return "", false
+		case s == "", s == ".":
+			clean = false
+		}
+	}
+	if clean {
+		return p, true
+	}
 	var b strings.Builder
 	for _, s := range strings.Split(p[1:], "/") {
-		switch s {
-		case "..":
+		switch {
+		case climbs(s):
 			return "", false
-		case "", ".":
+		case s == "", s == ".":
 			continue
 		}
 		b.WriteByte('/')
@@ -210,4 +230,21 @@ func cleanPath(p string) (string, bool) {
 		return "/", true
 	}
 	return b.String(), true
+}
+
+// climbs reports whether a backend may read path segment s as "..": plainly, or once it drops a
+// ";parameters" suffix (Tomcat, Jetty and Spring read "..;x" as ".."), or once it reads "\" as
+// "/" (IIS and some Node and Python servers read "a\..\b" as three segments). The gateway
+// forwards ";" and "\" (escaped as %5C) as they came, so either would let "/items/{id}" reach
+// what lies above the route's backend prefix.
+func climbs(s string) bool {
+	for part := range strings.SplitSeq(s, `\`) {
+		if i := strings.IndexAny(part, ";\x00"); i >= 0 {
+			part = part[:i] // a C backend may also end the segment at a NUL ("..%00")
+		}
+		if part == ".." {
+			return true
+		}
+	}
+	return false
 }

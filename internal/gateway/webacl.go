@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/rampart-edge/rampart/internal/ratelimit"
 	"github.com/rampart-edge/rampart/internal/waf"
 )
 
@@ -10,7 +11,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	acl *waf.WebACL
+	acl     *waf.WebACL
+	observe observeOptions      // WithMetrics, WithTracer (metrics.go)
+	stores  *ratelimit.Registry // WithStores (stores.go)
 }
 
 // WithWebACL makes the gateway evaluate acl on every request, after the request id and the
