@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/observe"
 	"github.com/rampart-edge/rampart/internal/proxy"
 	"golang.org/x/net/http/httpguts"
 )
@@ -55,6 +56,7 @@ type Policy struct {
 	maxAge        string
 	requireOrigin bool
 	logger        *slog.Logger
+	metrics       *observe.CORSCounters // SetMetrics (metrics.go)
 }
 
 // New compiles cfg. A nil logger discards. An empty mode means enforce.
@@ -139,6 +141,7 @@ func (p *Policy) Wrap(next http.Handler) http.Handler {
 			if p.requireOrigin && p.refuse(w, r, "", reasonOriginRequired) {
 				return
 			}
+			p.metrics.Count(observe.CORSNoOrigin)
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -156,6 +159,7 @@ func (p *Policy) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		p.metrics.Count(observe.CORSAllowed)
 		p.setAllowOrigin(h, origin)
 		if p.exposeHeaders != "" {
 			h.Set("Access-Control-Expose-Headers", p.exposeHeaders)
@@ -206,6 +210,7 @@ func (p *Policy) preflight(w http.ResponseWriter, r *http.Request, origin string
 	if p.maxAge != "" {
 		h.Set("Access-Control-Max-Age", p.maxAge)
 	}
+	p.metrics.Count(observe.CORSPreflightAllowed)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -250,6 +255,7 @@ func (p *Policy) setAllowOrigin(h http.Header, origin string) {
 // true; in shadow mode it logs; in standard mode it does nothing. The log carries the Origin value
 // and the path, never other header values.
 func (p *Policy) refuse(w http.ResponseWriter, r *http.Request, origin, reason string) bool {
+	p.countRefusal(r) // metrics.go
 	switch p.mode {
 	case config.CORSEnforce:
 		p.logger.Debug("cors refused request", "reason", reason, "origin", truncate(origin), "method", r.Method, "path", r.URL.Path)

@@ -1,5 +1,6 @@
-// Package observe sets up what operators watch: structured logs today (log/slog, JSON or text), and
-// metrics as the operations issue lands. Secrets are redacted in every log record.
+// Package observe sets up what operators watch: structured logs (log/slog, JSON or text, log.go),
+// Prometheus metrics (metrics.go) and OpenTelemetry tracing (tracing.go); docs/observability.md
+// lists them all. Secrets are redacted in every log record and never become a label value.
 package observe
 
 import (

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/observe"
 	"github.com/rampart-edge/rampart/internal/originverify"
 )
 
@@ -23,6 +24,7 @@ type compiler struct {
 	secretHeaders []string // canonical names, in order of first appearance
 	shared        *Shared  // holds the Redis replay stores, which outlive one ACL
 	logger        *slog.Logger
+	metrics       *observe.Metrics // origin_verify results (metrics.go)
 }
 
 // originVerify matches when the header is present exactly once and holds, in mode static (the
@@ -42,14 +44,17 @@ func (c *compiler) originVerify(s config.OriginVerifyStatement, path string) (ma
 	if !containsString(c.secretHeaders, name) {
 		c.secretHeaders = append(c.secretHeaders, name)
 	}
+	m := c.metrics
 	switch s.Mode {
 	case "", config.OriginVerifyStatic:
 		return func(r *http.Request) bool {
 			values := r.Header[name]
 			if len(values) != 1 {
+				m.OriginVerify(presenceResult(values), "")
 				return false
 			}
-			_, ok := kr.Verify(values[0])
+			id, ok := kr.Verify(values[0])
+			m.OriginVerify(staticResult(ok), id)
 			return ok
 		}, nil
 	case config.OriginVerifySigned:
@@ -63,9 +68,11 @@ func (c *compiler) originVerify(s config.OriginVerifyStatement, path string) (ma
 		return func(r *http.Request) bool {
 			values := r.Header[name]
 			if len(values) != 1 {
+				m.OriginVerify(presenceResult(values), "")
 				return false
 			}
-			_, err := v.VerifyRequest(r, values[0])
+			id, err := v.VerifyRequest(r, values[0])
+			m.OriginVerify(signedResult(err), id)
 			return err == nil
 		}, nil
 	default:

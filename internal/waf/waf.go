@@ -29,7 +29,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/rampart-edge/rampart/internal/config"
+	"github.com/rampart-edge/rampart/internal/observe"
 	"github.com/rampart-edge/rampart/internal/originverify"
 	"github.com/rampart-edge/rampart/internal/proxy"
 )
@@ -71,6 +74,8 @@ type WebACL struct {
 	ownsShared    bool
 	pool          sync.Pool // *evalCtx
 	hasCRS        bool
+	metrics       *observe.Metrics // WithMetrics (metrics.go)
+	tracer        trace.Tracer     // WithTracer (metrics.go)
 }
 
 type rule struct {
@@ -129,6 +134,8 @@ type options struct {
 	shared   *Shared
 	crsExtra string
 	redact   []string // WithRedactedHeaders (redact.go), lowercase
+	metrics  *observe.Metrics
+	tracer   trace.Tracer
 }
 
 // WithShared makes the ACL share compiled managed rule groups with the other ACLs built with s.
@@ -150,6 +157,7 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 		return nil, fmt.Errorf("default_action %q: want allow or block", cfg.DefaultAction)
 	}
 	a := &WebACL{name: cfg.Name, defaultAction: cfg.DefaultAction, logger: logger, bodyLimit: cfg.BodyInspectionLimit}
+	a.metrics, a.tracer = o.metrics, o.tracer
 	if a.bodyLimit <= 0 {
 		a.bodyLimit = config.DefaultBodyInspectionLimit
 	}
@@ -196,7 +204,7 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 	ordered := slices.Clone(cfg.Rules)
 	slices.SortStableFunc(ordered, func(x, y config.WAFRule) int { return cmp.Compare(x.Priority, y.Priority) })
 
-	b := &builder{compiler: &compiler{keyrings: keyrings, shared: a.shared, logger: logger}, oversize: oversize, bodyLimit: a.bodyLimit, crsExtra: o.crsExtra, shared: a.shared}
+	b := &builder{compiler: &compiler{keyrings: keyrings, shared: a.shared, logger: logger, metrics: o.metrics}, oversize: oversize, bodyLimit: a.bodyLimit, crsExtra: o.crsExtra, shared: a.shared}
 	var store *rateStore // the ACL's rate_limit_store, opened by its first rate_based rule (rate.go)
 	for _, r := range ordered {
 		if r.Action != config.ActionCount && !isTerminal(r.Action) {
@@ -437,6 +445,7 @@ func (a *WebACL) log(ec *evalCtx, rl *rule, ruleName, action string) {
 	)
 	a.logger.LogAttrs(r.Context(), slog.LevelInfo, "waf", attrs...)
 	a.shared.matches.add(m)
+	a.metrics.WAFMatch(a.name, ruleName, action)
 }
 
 // loggable returns the value to log for a match in field: redacted when the field is a secret or
@@ -476,7 +485,7 @@ func sourceIP(r *http.Request) string {
 // reaches next.
 func (a *WebACL) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := a.Evaluate(r)
+		d := a.evaluateSpan(r) // Evaluate, in a span when tracing is on (metrics.go)
 		if d.Action == config.ActionAllow {
 			next.ServeHTTP(w, r)
 			return
