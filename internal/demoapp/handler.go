@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/rampart-edge/rampart/internal/observe"
 )
 
 const (
@@ -26,23 +28,33 @@ const (
 	// healthTimeout bounds the store ping behind /healthz, well inside a typical health check
 	// timeout, so that a stuck database reads as unhealthy rather than as a hung target.
 	healthTimeout = 2 * time.Second
+	// StoreTimeout bounds each request's database work, so that a database that stops answering
+	// (a hung host, a dropped route) turns into a quick 503 rather than a request that hangs until
+	// the load balancer gives up on it.
+	StoreTimeout = 5 * time.Second
 	// maxRequestIDLen bounds the X-Request-Id value copied into the access log.
 	maxRequestIDLen = 128
 )
 
 type handler struct {
-	instance string
-	store    Store
-	logger   *slog.Logger
+	instance     string
+	store        Store
+	logger       *slog.Logger
+	storeTimeout time.Duration
 }
 
 // New returns the items service for one instance. Every response carries X-Served-By: instance, so
 // that a client can watch the load balancer spread requests. A nil logger discards logs.
 func New(instance string, store Store, logger *slog.Logger) http.Handler {
+	return newHandler(instance, store, logger, StoreTimeout)
+}
+
+// newHandler is New with the per-request store timeout as a parameter, for tests.
+func newHandler(instance string, store Store, logger *slog.Logger, storeTimeout time.Duration) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{instance: instance, store: store, logger: logger}
+	h := &handler{instance: instance, store: store, logger: logger, storeTimeout: storeTimeout}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /items", h.list)
 	mux.HandleFunc("POST /items", h.create)
@@ -92,6 +104,9 @@ func (h *handler) accessLog(next http.Handler) http.Handler {
 			slog.Duration("duration", time.Since(start)),
 			slog.String("remote_addr", r.RemoteAddr),
 			slog.String("request_id", reqID),
+			// The W3C trace id the request arrived with ("" without a traceparent): the link from
+			// this line to the gateway's and load balancer's spans (docs/observability.md).
+			slog.String("otel_trace_id", observe.TraceIDFromHeader(r.Header.Get("Traceparent"))),
 		)
 	})
 }
@@ -120,8 +135,15 @@ func (s *statusRecorder) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+// storeContext is the request's context bounded by the store timeout.
+func (h *handler) storeContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), h.storeTimeout)
+}
+
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
-	items, err := h.store.List(r.Context())
+	ctx, cancel := h.storeContext(r)
+	defer cancel()
+	items, err := h.store.List(ctx)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -130,12 +152,14 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := h.storeContext(r)
+	defer cancel()
 	id, ok := parseID(r.PathValue("id"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "item not found")
 		return
 	}
-	it, err := h.store.Get(r.Context(), id)
+	it, err := h.store.Get(ctx, id)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -149,7 +173,10 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	it, err := h.store.Create(r.Context(), in.Name, in.Note)
+	// The store timeout starts once the body is in: it bounds the database, not the upload.
+	ctx, cancel := h.storeContext(r)
+	defer cancel()
+	it, err := h.store.Create(ctx, in.Name, in.Note)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -169,7 +196,9 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	it, err := h.store.Update(r.Context(), id, in.Name, in.Note)
+	ctx, cancel := h.storeContext(r)
+	defer cancel()
+	it, err := h.store.Update(ctx, id, in.Name, in.Note)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -178,12 +207,14 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := h.storeContext(r)
+	defer cancel()
 	id, ok := parseID(r.PathValue("id"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "item not found")
 		return
 	}
-	if err := h.store.Delete(r.Context(), id); err != nil {
+	if err := h.store.Delete(ctx, id); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
@@ -299,6 +330,10 @@ func parseInput(body io.Reader) (itemInput, error) {
 	switch {
 	case in.Name == "":
 		return itemInput{}, errors.New("name is required")
+	case strings.ContainsRune(in.Name, 0) || strings.ContainsRune(in.Note, 0):
+		// PostgreSQL's text type cannot hold NUL; refusing it here keeps both stores answering
+		// alike (SQLite would store it, PostgreSQL would fail the statement).
+		return itemInput{}, errors.New("name and note must not contain NUL (\\u0000)")
 	case utf8.RuneCountInString(in.Name) > MaxNameLen:
 		return itemInput{}, fmt.Errorf("name is longer than %d characters", MaxNameLen)
 	}

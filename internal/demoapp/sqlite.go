@@ -72,6 +72,13 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		db.SetMaxOpenConns(1)
 		db.SetConnMaxIdleTime(0)
 		db.SetConnMaxLifetime(0)
+	} else {
+		// A small, steady pool: SQLite serialises writers anyway, and a connection closed while
+		// another one holds a lock on the file keeps its descriptor until a later open reuses it,
+		// so churning connections (database/sql keeps 2 idle by default) grows the process's
+		// open files with the peak concurrency.
+		db.SetMaxOpenConns(sqlitePoolSize)
+		db.SetMaxIdleConns(sqlitePoolSize)
 	}
 	s := &sqliteStore{db: db}
 	if err := s.migrate(ctx); err != nil {
@@ -80,6 +87,9 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	}
 	return s, nil
 }
+
+// sqlitePoolSize bounds the connections (and file descriptors) of one SQLite store.
+const sqlitePoolSize = 4
 
 // migrate brings the schema up to date inside one immediate transaction, so that several
 // instances opening a new file at the same moment create the schema exactly once.

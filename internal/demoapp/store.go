@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -44,11 +45,18 @@ type Store interface {
 // ":memory:" for a private in-memory database) or a postgres:// URL. Errors never repeat the DSN,
 // which may hold a password.
 func OpenStore(ctx context.Context, dsn string) (Store, error) {
+	return OpenStoreFrom(ctx, dsn, netip.Addr{})
+}
+
+// OpenStoreFrom is OpenStore with the source address of connections to a networked database
+// (PostgreSQL): the app tier's own address, so that the database's pg_hba.conf can admit the app
+// tier and nobody else, even when every tier shares one host. The zero Addr lets the kernel choose.
+func OpenStoreFrom(ctx context.Context, dsn string, source netip.Addr) (Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		return openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, errors.New("database: PostgreSQL support arrives with the database issue")
+		return openPostgres(ctx, dsn, source)
 	default:
 		scheme, _, ok := strings.Cut(dsn, ":")
 		if !ok || strings.ContainsAny(scheme, "/@") {
