@@ -73,8 +73,12 @@ func TestHostileInput(t *testing.T) {
 		{"asterisk-form GET", gw, "GET * HTTP/1.1\r\nHost: x\r\n\r\n", []int{400}, false},
 		{"pipelined requests answered in order", gw, "GET /items/hostile-9 HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /items/hostile-10 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", []int{404, 404, 404}, true},
 		{"two different Content-Lengths", gw, "POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\nhello", []int{400}, false},
-		{"obfuscated Transfer-Encoding", gw, "POST /items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", []int{501}, false},
-		{"bad chunk size", gw, "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", []int{400}, false},
+		// The gateway's listeners carry the desync guard (defensive): an obfuscated
+		// Transfer-Encoding is severe → 400 before net/http sees it; a malformed chunk size is
+		// found while the handler may already be answering, so the guard closes the connection
+		// rather than write a second response into it.
+		{"obfuscated Transfer-Encoding", gw, "POST /items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", []int{400}, false},
+		{"bad chunk size", gw, "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", nil, false},
 		{"whitespace before the colon", gw, "GET /items/hostile-11 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n", []int{400}, false},
 		{"load balancer: invalid header name", lb, "GET /items/hostile-12 HTTP/1.1\r\nHost: x\r\nX-Origin-Verify: " + key + "\r\nBad Name: v\r\n\r\n", []int{400}, false},
 		// Desync mitigation (defensive): an ambiguous request is served, then the connection is
