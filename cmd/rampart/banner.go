@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -10,19 +11,57 @@ import (
 	"github.com/rampart-edge/rampart/internal/topology"
 )
 
+// palette colours the banner; every field is empty when colour is off.
+type palette struct {
+	bold, dim, reset string
+	kind             map[topology.Kind]string
+}
+
+// colorFor returns the palette for w: colour when w is a terminal and NO_COLOR
+// (https://no-color.org) is not set; plain text for files, pipes and tests.
+func colorFor(w io.Writer) palette {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return palette{kind: map[topology.Kind]string{}}
+	}
+	st, err := f.Stat()
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return palette{kind: map[topology.Kind]string{}}
+	}
+	// Every code has the same length, so tabwriter's columns stay aligned.
+	return palette{bold: "\x1b[1m", dim: "\x1b[2m", reset: "\x1b[0m", kind: map[topology.Kind]string{
+		topology.KindGateway: "\x1b[36m", topology.KindLB: "\x1b[35m", topology.KindApp: "\x1b[32m",
+		topology.KindWeb: "\x1b[34m", topology.KindAdmin: "\x1b[33m",
+	}}
+}
+
 // printBanner tells a person what is running where and, for `rampart run`, three requests that show
 // the architecture at work: the secure path, a blocked bypass, a blocked origin.
 func printBanner(w io.Writer, cmd string, cfg *config.Config, topo *topology.Topology) {
-	fmt.Fprintf(w, "Rampart %s: %s (config: %s)\n", version(), cmd, cfg.File)
+	printBannerColor(w, colorFor(w), cmd, cfg, topo)
+}
+
+func printBannerColor(w io.Writer, p palette, cmd string, cfg *config.Config, topo *topology.Topology) {
+	fmt.Fprintf(w, "%sRampart %s%s: %s (config: %s)\n", p.bold, version(), p.reset, cmd, cfg.File)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	addrs := topo.Addrs()
+	dashboard := ""
 	for i, e := range topo.Endpoints {
-		url := "http://" + topo.Addrs()[i].String()
+		url := "http://" + addrs[i].String()
 		if e.Kind == topology.KindAdmin {
+			dashboard = url + "/"
 			url += "/healthz"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.Kind, e.Name, url, e.Note)
+		c, reset := p.kind[e.Kind], p.reset
+		if c == "" {
+			reset = ""
+		}
+		fmt.Fprintf(tw, "  %s%s%s\t%s\t%s\t%s%s%s\n", c, e.Kind, reset, e.Name, url, p.dim, e.Note, p.reset)
 	}
 	tw.Flush()
+	if dashboard != "" {
+		fmt.Fprintf(w, "Dashboard: %s%s%s   (admin API: docs/admin-api.md; rampart status --admin %s)\n", p.bold, dashboard, p.reset, strings.TrimSuffix(strings.TrimPrefix(dashboard, "http://"), "/"))
+	}
 	if cmd == "run" {
 		if lines := tryLines(cfg); len(lines) > 0 {
 			fmt.Fprintln(w, "Try:")
@@ -30,6 +69,9 @@ func printBanner(w io.Writer, cmd string, cfg *config.Config, topo *topology.Top
 				fmt.Fprintln(w, "  "+l)
 			}
 		}
+	}
+	if cfg.File != "" && !strings.HasPrefix(cfg.File, "<") {
+		fmt.Fprintf(w, "Reloads %s on change, on SIGHUP and on POST /reload.\n", cfg.File)
 	}
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }

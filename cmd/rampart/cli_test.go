@@ -42,6 +42,8 @@ func TestCLI(t *testing.T) {
 		{name: "stray argument", args: []string{"run", "extra"}, wantCode: 2, wantErr: []string{`unexpected argument "extra"`}},
 		{name: "unknown name", args: []string{"lb", "-c", good, "--name", "nope"}, wantCode: 1, wantErr: []string{`no lb named \"nope\"`}},
 		{name: "bad log format", args: []string{"run", "--log-format", "xml"}, wantCode: 2, wantErr: []string{"log format"}},
+		{name: "admin on the network needs a token", args: []string{"app", "-c", good, "--admin", "0.0.0.0:0"}, wantCode: 2, wantErr: []string{"set admin.token"}},
+		{name: "status in usage", args: []string{"help"}, wantCode: 0, wantOut: []string{"rampart status [--admin ADDR]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

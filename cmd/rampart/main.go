@@ -33,11 +33,18 @@ Usage:
                                         rotate a keyring without downtime (secret list NAME: its key states)
   rampart certs init --dir DIR          a private CA and certificates for mTLS from gateway to load balancer
   rampart probe -c FILE [--json]        audit a running deployment from outside; exits 1 if a bypass works
+  rampart status [--admin ADDR] [--token T] [--json]
+                                        the live state of a running instance, from its admin API
   rampart version                       print the version
 
 Common flags: --log-format json|text (default json), --log-level debug|info|warn|error (default info),
 --grace DURATION (how long in-flight requests may take at shutdown, default 10s),
+--drain-delay DURATION (at shutdown, how long to keep accepting while /readyz answers 503, default 0),
 --admin ADDR (for gateway/lb/app: also serve the admin listener there).
+
+A process started with -c FILE reloads FILE on SIGHUP, when FILE changes, and on POST /reload to
+its admin listener; a config that does not validate is rejected and the running one stays.
+The admin listener serves the dashboard at / and the admin API (docs/admin-api.md).
 `
 
 func main() {
@@ -68,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return certsCmd(args, stdout, stderr)
 	case "probe": // probe.go
 		return probeCmd(context.Background(), args, stdout, stderr)
+	case "status": // status.go
+		return statusCmd(context.Background(), args, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "rampart: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -85,6 +94,8 @@ type flags struct {
 	file, name, listen, admin string
 	logFormat, logLevel       string
 	grace                     time.Duration
+	drainDelay                time.Duration
+	gc                        gcSettings // gc.go
 }
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (flags, error) {
@@ -97,6 +108,11 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if cmd != "validate" {
 		fs.DurationVar(&f.grace, "grace", 10*time.Second, "how long in-flight requests may take at shutdown")
+		// 0 by default: without something polling /readyz (a load balancer, Kubernetes) there is
+		// nothing to wait for, and the queued connections are served even without a delay.
+		fs.DurationVar(&f.drainDelay, "drain-delay", 0, "at shutdown, how long to keep accepting while /readyz answers 503 and responses close their connections, before the listeners close")
+		fs.IntVar(&f.gc.percent, "gc-percent", 0, "garbage collector target percent (0: 400 unless GOGC is set; negative: off)")
+		fs.IntVar(&f.gc.memoryLimitMiB, "memory-limit", 0, "soft memory limit in MiB (0: 48, or twice the live heap after start, unless GOMEMLIMIT is set; negative: none)")
 	}
 	if cmd == "gateway" || cmd == "lb" || cmd == "app" {
 		fs.StringVar(&f.name, "name", "", "run only the "+cmd+" of this name")
@@ -164,6 +180,10 @@ func serve(cmd string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	if err := checkAdminFlag(f.admin, cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	sel := topology.Selection{Name: f.name, Listen: f.listen, AdminListen: f.admin, Kinds: map[topology.Kind]bool{}}
 	switch cmd {
 	case "run":
@@ -177,11 +197,29 @@ func serve(cmd string, args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	topo, err := topology.Build(ctx, cfg, sel, topology.Options{Logger: logger, Redactor: redactor, Version: version()})
+	// One registry and one tracer provider per process, shared by every component and kept
+	// across reloads (docs/observability.md).
+	metrics := observe.NewMetrics()
+	tracing, err := observe.NewTracing(cfg.Tracing, observe.WithTraceStderr(stderr))
 	if err != nil {
 		logger.Error("cannot start", "error", err)
 		return 1
 	}
+	defer func() {
+		// Export the spans still queued, without holding the exit for an unreachable collector.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			logger.Warn("tracing shutdown", "error", err)
+		}
+	}()
+	topo, err := topology.Build(ctx, cfg, sel, topology.Options{Logger: logger, Redactor: redactor, Version: version(),
+		Metrics: metrics, Tracing: tracing, ConfigPath: f.file, DrainDelay: f.drainDelay})
+	if err != nil {
+		logger.Error("cannot start", "error", err)
+		return 1
+	}
+	tuneGC(f.gc, os.Getenv, logger) // gc.go: once the components hold their live heap
 	if err := topo.Listen(); err != nil {
 		logger.Error("cannot start", "error", err)
 		return 1

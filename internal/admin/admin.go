@@ -1,6 +1,7 @@
-// Package admin serves the admin listener: health probes, and read-only JSON views that the
-// components register (keyrings, WAF matches, …). Metrics, the full admin API and the dashboard
-// arrive with the operations issue.
+// Package admin serves the admin listener: health probes, the read-only JSON views that the
+// components register (keyrings, WAF matches, metrics, …), the admin API over a Backend (api.go:
+// readiness, config, targets, reload, state) with its bearer token, and the dashboard page
+// (dashboard.go). docs/admin-api.md documents every route.
 package admin
 
 import (

@@ -17,13 +17,18 @@ func Listen(addr string, allow []netip.Prefix, logger *slog.Logger) (net.Listene
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
+	return Filter(ln, allow, logger), nil
+}
+
+// Filter applies the security group allow to ln (see Listen); with no prefix it returns ln.
+func Filter(ln net.Listener, allow []netip.Prefix, logger *slog.Logger) net.Listener {
 	if len(allow) == 0 {
-		return ln, nil
+		return ln
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &filteredListener{Listener: ln, allow: allow, logger: logger}, nil
+	return &filteredListener{Listener: ln, allow: allow, logger: logger}
 }
 
 // ParseAllow parses allow_from entries: CIDRs, or bare addresses meaning a single host.

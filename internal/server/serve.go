@@ -46,16 +46,7 @@ func Serve(ctx context.Context, units []Unit, grace time.Duration, logger *slog.
 	errs := make(chan error, len(units))
 	var wg sync.WaitGroup
 	for i, u := range units {
-		srv := &http.Server{
-			Handler:           u.Handler,
-			ReadHeaderTimeout: readHeaderTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			// "OPTIONS *" goes to the handler like any request: net/http would otherwise answer it
-			// itself, unseen by access logs and by the load balancer's per-request desync verdicts.
-			DisableGeneralOptionsHandler: true,
-			ErrorLog:                     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-		}
+		srv := newHTTPServer(u.Handler, logger)
 		servers[i] = srv
 		wg.Add(1)
 		go func() {
@@ -91,4 +82,18 @@ func Serve(ctx context.Context, units []Unit, grace time.Duration, logger *slog.
 	wg.Wait()
 	close(errs)
 	return <-errs // nil when the channel is empty
+}
+
+// newHTTPServer is the http.Server every listener uses, with the limits above.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// "OPTIONS *" goes to the handler like any request: net/http would otherwise answer it
+		// itself, unseen by access logs and by the load balancer's per-request desync verdicts.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
 }

@@ -6,11 +6,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"os"
-	"os/signal"
 	"slices"
 	"sync"
-	"syscall"
 
 	"github.com/rampart-edge/rampart/internal/admin"
 	"github.com/rampart-edge/rampart/internal/config"
@@ -23,13 +20,47 @@ type keyringSet map[string]*originverify.Keyring
 
 // Keyring returns the live keyring of the named secret, or nil when no selected component uses
 // it. It exposes key ids, states and match counts; callers must not read its secrets.
-func (t *Topology) Keyring(name string) *originverify.Keyring { return t.keyrings[name] }
+func (t *Topology) Keyring(name string) *originverify.Keyring { return t.current().keyrings[name] }
+
+// keyringCache holds every keyring the process loaded, by secret name and file, so that a reload
+// reuses a loaded keyring (and its watcher, its match counts, its registered secrets) instead of
+// loading a second copy of it.
+type keyringCache struct {
+	mu sync.Mutex
+	m  map[[2]string]*originverify.Keyring
+}
+
+func (c *keyringCache) loadOrCreate(name, file string, red *observe.Redactor, logger *slog.Logger) (*originverify.Keyring, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := [2]string{name, file}
+	if k := c.m[key]; k != nil {
+		return k, nil
+	}
+	k, err := originverify.LoadOrCreate(name, file)
+	if err != nil {
+		return nil, err
+	}
+	if mode, loose := originverify.LoosePermissions(file); loose {
+		logger.Warn("keyring file is accessible to other users; anyone who can read it can forge the origin-verify header",
+			"secret", name, "file", file, "mode", mode.String(), "fix", "chmod 600 "+file)
+	}
+	if red != nil {
+		red.Add(k.Secrets()...)
+		k.OnLoad(newSecretRegistrar(red, k.Secrets()))
+	}
+	if c.m == nil {
+		c.m = map[[2]string]*originverify.Keyring{}
+	}
+	c.m[key] = k
+	return k, nil
+}
 
 // loadKeyrings loads every keyring that the selected gateways and load balancers reference, and
-// registers a runner that keeps them live: each is reloaded when its file changes and on SIGHUP,
-// and swapped in atomically, so that a rotation needs no restart. Every secret, of the first load
-// and of every reload, reaches the redactor before any request can carry it.
-func (t *Topology) loadKeyrings(cfg *config.Config, gateways []config.Gateway, lbs []config.LoadBalancer, red *observe.Redactor) (map[string]*originverify.Keyring, error) {
+// registers a runner that keeps them live: each is reloaded when its file changes and on SIGHUP
+// (runtime.go), and swapped in atomically, so that a rotation needs no restart. Every secret, of
+// the first load and of every reload, reaches the redactor before any request can carry it.
+func (t *generation) loadKeyrings(cfg *config.Config, gateways []config.Gateway, lbs []config.LoadBalancer, red *observe.Redactor, kc *keyringCache) (map[string]*originverify.Keyring, error) {
 	names := map[string]bool{}
 	for _, g := range gateways {
 		for _, h := range g.RequestHeaders {
@@ -52,17 +83,9 @@ func (t *Topology) loadKeyrings(cfg *config.Config, gateways []config.Gateway, l
 		if !ok {
 			return nil, fmt.Errorf("secret %q is referenced but not defined in the secrets section", name)
 		}
-		k, err := originverify.LoadOrCreate(name, spec.File)
+		k, err := kc.loadOrCreate(name, spec.File, red, t.logger)
 		if err != nil {
 			return nil, err
-		}
-		if mode, loose := originverify.LoosePermissions(spec.File); loose {
-			t.logger.Warn("keyring file is accessible to other users; anyone who can read it can forge the origin-verify header",
-				"secret", name, "file", spec.File, "mode", mode.String(), "fix", "chmod 600 "+spec.File)
-		}
-		if red != nil {
-			red.Add(k.Secrets()...)
-			k.OnLoad(newSecretRegistrar(red, k.Secrets()))
 		}
 		keyrings[name] = k
 		list = append(list, k)
@@ -71,19 +94,9 @@ func (t *Topology) loadKeyrings(cfg *config.Config, gateways []config.Gateway, l
 	// GET /keyrings on the admin listener: what this process has loaded, which is how
 	// `rampart secret rotate --confirm` knows that a verifier accepts the pending key.
 	t.adminRoutes = append(t.adminRoutes, admin.Route{Pattern: "GET " + originverify.KeyringsPath, Handler: keyringsHandler(list)})
-
-	// SIGHUP is caught from Build on, not from when the runner starts, so that a reload signal
-	// sent right after start never falls to the default action (exit). A process that loads no
-	// keyring (an app tier) has nothing to reload, but must not die of the signal that operators
-	// and tools send to every process of a deployment either.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	t.closers = append(t.closers, func() { signal.Stop(hup) })
-	logger := t.logger.With("component", "keyring")
 	if len(list) > 0 {
-		t.runners = append(t.runners, func(ctx context.Context) { watchKeyrings(ctx, list, hup, logger) })
-	} else {
-		t.runners = append(t.runners, func(ctx context.Context) { ignoreSIGHUP(ctx, hup, logger) })
+		logger := t.logger.With("component", "keyring")
+		t.runners = append(t.runners, func(ctx context.Context) { originverify.Watch(ctx, list, t.keyringReload, logger) })
 	}
 	return keyrings, nil
 }
@@ -98,18 +111,6 @@ func keyringsHandler(list []*originverify.Keyring) http.Handler {
 		}
 		admin.WriteJSON(w, http.StatusOK, st)
 	})
-}
-
-// ignoreSIGHUP consumes SIGHUP until ctx is done, logging that there is nothing to reload.
-func ignoreSIGHUP(ctx context.Context, hup <-chan os.Signal, logger *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			logger.Info("SIGHUP ignored: this process loads no keyring")
-		}
-	}
 }
 
 // newSecretRegistrar returns an OnLoad hook that adds to red the secrets it has not seen yet, so
@@ -127,29 +128,6 @@ func newSecretRegistrar(red *observe.Redactor, known []string) func([]string) {
 			if !seen[s] {
 				seen[s] = true
 				red.Add(s)
-			}
-		}
-	}
-}
-
-// watchKeyrings reloads the keyrings on file changes and on SIGHUP until ctx is done.
-func watchKeyrings(ctx context.Context, keyrings []*originverify.Keyring, hup <-chan os.Signal, logger *slog.Logger) {
-	reload := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		originverify.Watch(ctx, keyrings, reload, logger)
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			<-done
-			return
-		case <-hup:
-			logger.Info("SIGHUP: reloading keyrings")
-			select {
-			case reload <- struct{}{}:
-			case <-ctx.Done():
 			}
 		}
 	}

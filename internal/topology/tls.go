@@ -2,22 +2,17 @@ package topology
 
 import (
 	"github.com/rampart-edge/rampart/internal/config"
-	"github.com/rampart-edge/rampart/internal/server"
+	"github.com/rampart-edge/rampart/internal/lb"
 )
 
 // listenerTLS makes the endpoint just added for listener li serve HTTPS when li has tls, and notes
 // its client-certificate policy for the banner.
-func (t *Topology) listenerTLS(li config.Listener) error {
+func (t *generation) listenerTLS(li config.Listener) error {
 	if li.TLS == nil {
 		return nil
 	}
-	cfg, err := server.ServerTLSConfig(server.TLSOptions{
-		CertFile:          li.TLS.CertFile,
-		KeyFile:           li.TLS.KeyFile,
-		ClientCAFile:      li.TLS.ClientCAFile,
-		RequireClientCert: li.TLS.RequireClientCert,
-		ClientSubjects:    li.TLS.ClientSubjects,
-	})
+	// Certificates chosen by SNI, min_version and ALPN h2 (lb/tls.go).
+	cfg, err := lb.ListenerTLSConfig(li.TLS)
 	if err != nil {
 		return err
 	}

@@ -9,10 +9,8 @@ package topology
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -28,6 +26,7 @@ import (
 	"github.com/rampart-edge/rampart/internal/lb"
 	"github.com/rampart-edge/rampart/internal/observe"
 	"github.com/rampart-edge/rampart/internal/server"
+	"github.com/rampart-edge/rampart/internal/waf"
 )
 
 // Kind is a component kind.
@@ -77,19 +76,37 @@ type Endpoint struct {
 	Note   string // e.g. "web ACL gateway-only", "from 127.0.0.3/32 only"
 }
 
-// Topology is the built, not yet listening, set of components of one process.
-type Topology struct {
+// generation is the set of components built from one config: the first one at start, a new one
+// at each reload (runtime.go swaps it in). Its listeners belong to the Topology, not to it.
+type generation struct {
 	Endpoints []Endpoint
 
+	seq       uint64 // 1 for the first generation, then one more at each build
+	cfg       *config.Config
+	sel       Selection
 	logger    *slog.Logger
 	endpoints []endpoint
 	runners   []func(context.Context)
 	closers   []func()
-	units     []server.Unit
 	keyrings  keyringSet // live keyrings by secret name (keyrings.go)
+	// keyringReload asks the generation's keyring watcher to reload every keyring (SIGHUP).
+	keyringReload chan struct{}
+	// lbs are the load balancers by name, and matches the WAF's recent matches, for the admin
+	// API and the dashboard (adminapi.go).
+	lbs     map[string]*lb.LoadBalancer
+	matches *waf.Matches
+	// firstVerdict is how long the health checks of the slowest target group take to reach a
+	// verdict on a target that is down ((unhealthy_threshold-1)×interval + timeout): once the
+	// generation has served that long, every target has had one (readiness, adminapi.go).
+	firstVerdict time.Duration
+	// While the generation serves (runtime.go): when it started, and how to stop its runners.
+	started     time.Time
+	stopRunners func()
+	runnersDone sync.WaitGroup
 	// adminRoutes are the read-only views components add to the admin listener; register them
 	// before the admin endpoint is built at the end of Build.
 	adminRoutes []admin.Route
+	observe     observeSet // metrics and tracing of the components (observe.go)
 }
 
 type endpoint struct {
@@ -104,16 +121,28 @@ type Options struct {
 	Logger   *slog.Logger
 	Redactor *observe.Redactor // every loaded secret is registered with it
 	Version  string
+	// ConfigPath is the file the config was loaded from, which reloads read again; empty for the
+	// embedded default, which cannot be reloaded.
+	ConfigPath string
+	// Metrics and Tracing instrument every component (observe.go; docs/observability.md). Nil:
+	// none, at no cost. Metrics are served at the admin listener's GET /metrics.
+	Metrics *observe.Metrics
+	Tracing *observe.Tracing
+	// DrainDelay is how long, once Serve's context is done, the listeners keep accepting while
+	// /readyz answers 503 and every response carries Connection: close (drain.go).
+	DrainDelay time.Duration
 }
 
-// Build builds the selected components of cfg. It loads (creating when absent) only the keyrings
-// the selected components use, so an app-tier process never holds the origin-verify secret.
-func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options) (*Topology, error) {
+// build builds the selected components of cfg. It loads (creating when absent) only the keyrings
+// the selected components use, so an app-tier process never holds the origin-verify secret;
+// keyrings and the WAF's shared state already in ps are reused, so that a reload keeps them live.
+func build(ctx context.Context, cfg *config.Config, sel Selection, opts Options, ps *persistent, api *adminAPI) (*generation, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t := &Topology{logger: logger}
+	t := &generation{logger: logger, cfg: cfg, sel: sel, lbs: map[string]*lb.LoadBalancer{}, keyringReload: make(chan struct{}), seq: ps.nextSeq()}
+	t.observe = newObserveSet(opts)
 	ok := false
 	defer func() {
 		if !ok {
@@ -128,17 +157,17 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 		return nil, fmt.Errorf("no %s named %q in %s", kindsLabel(sel), sel.Name, cfg.File)
 	}
 
-	keyrings, err := t.loadKeyrings(cfg, gateways, lbs, opts.Redactor)
+	keyrings, err := t.loadKeyrings(cfg, gateways, lbs, opts.Redactor, &ps.keyrings)
 	if err != nil {
 		return nil, err
 	}
 
-	acls, err := t.buildWebACLs(cfg, gateways, lbs, keyrings, logger)
+	acls, err := t.buildWebACLs(cfg, gateways, lbs, keyrings, logger, ps)
 	if err != nil {
 		return nil, err
 	}
 	for _, gc := range gateways {
-		g, err := gateway.New(gc, keyrings, logger, gateway.WithWebACL(acls[gc.WebACL]))
+		g, err := gateway.New(gc, keyrings, logger, append(t.observe.gatewayOptions(), gateway.WithWebACL(acls[gc.WebACL]), gateway.WithStores(ps.rateLimits()))...)
 		if err != nil {
 			return nil, err // already names the gateway
 		}
@@ -148,12 +177,23 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 
 	if len(lbs) > 0 {
 		for _, lc := range lbs {
-			l, err := lb.New(lc, acls, logger.With("component", "lb", "load_balancer", lc.Name))
+			lbOpts := t.observe.lbOptions()
+			if prev := api.topo.current(); prev != nil && prev.lbs[lc.Name] != nil {
+				// A reload: targets the running generation knows to be down stay down until
+				// their checks pass, instead of getting traffic again at once.
+				lbOpts = append(lbOpts, lb.WithInheritedHealth(prev.lbs[lc.Name].TargetHealth()))
+			}
+			l, err := lb.New(lc, acls, logger.With("component", "lb", "load_balancer", lc.Name), lbOpts...)
 			if err != nil {
 				return nil, fmt.Errorf("load balancer %q: %w", lc.Name, err)
 			}
 			t.closers = append(t.closers, l.Close)
 			t.runners = append(t.runners, l.Run)
+			t.lbs[lc.Name] = l
+			for _, tg := range lc.TargetGroups {
+				hc := tg.HealthCheck
+				t.firstVerdict = max(t.firstVerdict, time.Duration(max(hc.UnhealthyThreshold, 1)-1)*hc.Interval.Duration+hc.Timeout.Duration)
+			}
 			for i, li := range lc.Listeners {
 				note := "no web ACL"
 				if li.WebACL != "" {
@@ -168,7 +208,7 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 	}
 
 	for _, ac := range apps {
-		if err := t.addApp(ctx, ac, sel.Listen, logger); err != nil {
+		if err := t.addApp(ctx, ac, sel.Listen, logger, &ps.stores); err != nil {
 			return nil, fmt.Errorf("app %q: %w", ac.Name, err)
 		}
 	}
@@ -179,13 +219,18 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 	if sel.Kinds[KindWeb] && cfg.Web != nil && cfg.Web.Listen != "" {
 		t.add(Endpoint{Kind: KindWeb, Name: "demo page", Listen: cfg.Web.Listen, Note: "calls " + cfg.Web.GatewayURL}, nil, demoweb.New(cfg.Web.GatewayURL))
 	}
+	t.adminRoutes = append(t.adminRoutes, t.observe.adminRoutes()...) // GET /metrics (observe.go)
 	if sel.Kinds[KindAdmin] {
 		addr := sel.AdminListen
 		if addr == "" && cfg.Admin != nil {
 			addr = cfg.Admin.Listen
 		}
 		if addr != "" {
-			t.add(Endpoint{Kind: KindAdmin, Name: "admin", Listen: addr}, nil, admin.New(opts.Version, t.adminRoutes...))
+			if err := checkAdminReach(addr, cfg); err != nil {
+				return nil, err
+			}
+			ps.redactOnce(opts.Redactor, adminToken(cfg)) // logs never show the admin token
+			t.add(Endpoint{Kind: KindAdmin, Name: "admin", Listen: addr}, nil, api.handler(t, admin.New(opts.Version, t.adminRoutes...)))
 		}
 	}
 	if len(t.endpoints) == 0 {
@@ -195,7 +240,7 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 	return t, nil
 }
 
-func (t *Topology) addApp(ctx context.Context, ac config.App, only string, logger *slog.Logger) error {
+func (t *generation) addApp(ctx context.Context, ac config.App, only string, logger *slog.Logger, stores *storeCache) error {
 	allow, err := server.ParseAllow(ac.AllowFrom)
 	if err != nil {
 		return err
@@ -208,89 +253,38 @@ func (t *Topology) addApp(ctx context.Context, ac config.App, only string, logge
 		if store == nil {
 			// Instances in one process share one store handle; instances in other processes share
 			// the database itself.
-			store, err = demoapp.OpenStore(ctx, ac.Database)
+			// Connections to a networked database leave from the app's own address, so that
+			// the database's pg_hba.conf can admit the app tier alone (docs/deploy.md).
+			// The handle is shared with the other generations that use the same database
+			// (stores.go), and closed when the last of them is.
+			var release func()
+			store, release, err = stores.acquire(ctx, ac.Database, appSource(addr))
 			if err != nil {
 				return err
 			}
-			s := store
-			t.closers = append(t.closers, func() { _ = s.Close() })
+			t.closers = append(t.closers, release)
 		}
 		instance := fmt.Sprintf("%s-%d", ac.Name, i+1)
 		note := "open to any source"
 		if len(ac.AllowFrom) > 0 {
 			note = "from " + strings.Join(ac.AllowFrom, ", ") + " only"
 		}
-		h := demoapp.New(instance, store, logger)
+		h := demoapp.Instrument(demoapp.New(instance, store, logger), instance, t.observe.metrics)
 		t.add(Endpoint{Kind: KindApp, Name: instance, Listen: addr, Note: note}, allow, h)
 	}
 	return nil
 }
 
-func (t *Topology) add(e Endpoint, allow []netip.Prefix, h http.Handler) {
+func (t *generation) add(e Endpoint, allow []netip.Prefix, h http.Handler) {
 	t.endpoints = append(t.endpoints, endpoint{Endpoint: e, allow: allow, handler: h})
 	t.Endpoints = append(t.Endpoints, e)
 }
 
-func (t *Topology) has(k Kind) bool {
+func (t *generation) has(k Kind) bool {
 	return slices.ContainsFunc(t.Endpoints, func(e Endpoint) bool { return e.Kind == k })
 }
 
-// Listen opens every listener. If one fails, those already open are closed, so a failed start
-// leaves no port held.
-func (t *Topology) Listen() error {
-	for _, e := range t.endpoints {
-		ln, err := server.Listen(e.Listen, e.allow, t.logger)
-		if err == nil && e.tls != nil {
-			ln = tls.NewListener(ln, e.tls)
-		}
-		if w, ok := e.handler.(lb.ListenerWrapper); ok && err == nil {
-			ln = w.WrapListener(ln) // the load balancer's request-smuggling guard and idle timeout
-		}
-		if err != nil {
-			for _, u := range t.units {
-				_ = u.Listener.Close()
-			}
-			t.units = nil
-			return fmt.Errorf("%s %s: %w", e.Kind, e.Name, err)
-		}
-		t.units = append(t.units, server.Unit{Name: string(e.Kind) + " " + e.Name, Listener: ln, Handler: e.handler, Tier: shutdownTier(e.Kind)})
-	}
-	return nil
-}
-
-// Addrs returns the bound address of each endpoint, in Endpoints order (useful with port 0).
-func (t *Topology) Addrs() []net.Addr {
-	addrs := make([]net.Addr, len(t.units))
-	for i, u := range t.units {
-		addrs[i] = u.Listener.Addr()
-	}
-	return addrs
-}
-
-// Serve runs background work (health checks) and serves every listener until ctx is done, then
-// drains in-flight requests for up to grace and releases every resource. Listen must have
-// succeeded.
-func (t *Topology) Serve(ctx context.Context, grace time.Duration) error {
-	if len(t.units) != len(t.endpoints) {
-		return errors.New("topology: Serve called before Listen succeeded")
-	}
-	runCtx, stopRunners := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, run := range t.runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(runCtx)
-		}()
-	}
-	err := server.Serve(ctx, t.units, grace, t.logger)
-	stopRunners()
-	wg.Wait()
-	t.close()
-	return err
-}
-
-func (t *Topology) close() {
+func (t *generation) close() {
 	for i := len(t.closers) - 1; i >= 0; i-- {
 		t.closers[i]()
 	}

@@ -11,9 +11,11 @@ import (
 )
 
 // buildWebACLs compiles the web ACLs the selected gateways and load balancers use, once each.
-// ACLs share compiled managed rule groups (the CRS is large); the shared set is released when the
-// topology closes. With no gateway or load balancer selected it compiles nothing.
-func (t *Topology) buildWebACLs(cfg *config.Config, gateways []config.Gateway, lbs []config.LoadBalancer, keyrings map[string]*originverify.Keyring, logger *slog.Logger) (map[string]*waf.WebACL, error) {
+// ACLs share compiled managed rule groups (the CRS is large), rate-based counters and recent
+// matches; the shared set outlives reloads (so a reload recompiles nothing it had, resets no rate
+// counter and keeps the dashboard's latest blocks) and is released when the topology stops.
+// With no gateway or load balancer selected it compiles nothing.
+func (t *generation) buildWebACLs(cfg *config.Config, gateways []config.Gateway, lbs []config.LoadBalancer, keyrings map[string]*originverify.Keyring, logger *slog.Logger, ps *persistent) (map[string]*waf.WebACL, error) {
 	used := map[string]bool{}
 	for _, g := range gateways {
 		if g.WebACL != "" {
@@ -30,15 +32,15 @@ func (t *Topology) buildWebACLs(cfg *config.Config, gateways []config.Gateway, l
 	if len(used) == 0 {
 		return acls, nil
 	}
-	shared := waf.NewShared()
-	t.closers = append(t.closers, shared.Close)
+	shared := ps.wafShared()
+	t.matches = shared.Matches()
 	// The admin API's sample of recent matches, redacted as the WAF log is (docs/waf.md).
 	t.adminRoutes = append(t.adminRoutes, admin.Route{Pattern: "GET /waf/matches", Handler: shared.Matches().Handler()})
 	for _, ac := range cfg.WebACLs {
 		if !used[ac.Name] {
 			continue
 		}
-		acl, err := waf.New(ac, keyrings, logger.With("component", "waf"), waf.WithShared(shared), waf.WithRedactedHeaders(apiKeyHeaders(cfg)...))
+		acl, err := waf.New(ac, keyrings, logger.With("component", "waf"), append(t.observe.wafOptions(), waf.WithShared(shared), waf.WithRedactedHeaders(apiKeyHeaders(cfg)...))...)
 		if err != nil {
 			return nil, fmt.Errorf("web ACL %q: %w", ac.Name, err)
 		}
