@@ -11,10 +11,11 @@ import (
 // Garbage collector defaults of the serving commands (docs/performance.md). A proxy's live heap is
 // small (a few MiB) while it allocates tens of KB per request, so Go's default GOGC=100 runs a
 // collection every few hundred requests: BenchmarkChainAllInOne counts 113-123 cycles per 10 000
-// requests at GOGC=100, 53 at 200 and 23 at 400, for a heap that stays a few MiB. The soft memory
-// limit bounds what the laxer percent could grow to.
+// requests at GOGC=100, 53 at 200 and 23 at 400, for a heap that stays a few MiB. 200, not 400:
+// bench/chain.sh measured peak RSS of 60-65 MiB per process at 400 (over issue 9's 64 MiB goal)
+// and 46-61 MiB at 200. The soft memory limit bounds what the laxer percent could grow to.
 const (
-	defaultGCPercent = 400
+	defaultGCPercent = 200
 	// defaultMemoryLimitMiB keeps a process's Go memory (heap, stacks, runtime) under 48 MiB,
 	// which leaves room for the binary's resident pages under the 64 MiB RSS goal of issue 9.
 	defaultMemoryLimitMiB = 48

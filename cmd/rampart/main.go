@@ -111,7 +111,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (flags, error) {
 		// 0 by default: without something polling /readyz (a load balancer, Kubernetes) there is
 		// nothing to wait for, and the queued connections are served even without a delay.
 		fs.DurationVar(&f.drainDelay, "drain-delay", 0, "at shutdown, how long to keep accepting while /readyz answers 503 and responses close their connections, before the listeners close")
-		fs.IntVar(&f.gc.percent, "gc-percent", 0, "garbage collector target percent (0: 400 unless GOGC is set; negative: off)")
+		fs.IntVar(&f.gc.percent, "gc-percent", 0, "garbage collector target percent (0: 200 unless GOGC is set; negative: off)")
 		fs.IntVar(&f.gc.memoryLimitMiB, "memory-limit", 0, "soft memory limit in MiB (0: 48, or twice the live heap after start, unless GOMEMLIMIT is set; negative: none)")
 	}
 	if cmd == "gateway" || cmd == "lb" || cmd == "app" {
