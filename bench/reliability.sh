@@ -19,7 +19,7 @@ export RAMPART_RELIABILITY_REPORT=${RAMPART_RELIABILITY_REPORT:-/tmp/rampart-rel
 go build ./... || exit 1
 status=0
 if [ "$TESTS" != 0 ]; then
-	go test -race -count=1 -run 'TestNetnsTiers|TestFaultsUnderLoad|TestHostileInputMore' ./e2e || status=1
+	go test -race -count=1 -run 'TestNetnsTiers|TestFaultsUnderLoad|TestHostileInputMore|TestPostgresExampleTopology' ./e2e || status=1
 	go test -race -count=1 -run 'TestHangingTargetNoGoroutineLeak' ./internal/lb || status=1
 	go test -count=1 -run 'TestBypassCorpus' ./internal/cors || status=1
 fi
