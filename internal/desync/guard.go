@@ -423,24 +423,27 @@ func (c *conn) resumeAfterUpgrade() bool {
 	c.mu.Lock()
 	outcome := c.waiting.outcome
 	c.mu.Unlock()
-	held := c.held
-	switch outcome {
-	case upTunnel:
-		c.state = stPassthrough
-		c.out = append(c.out, held...)
-	case upRefused:
-		c.state = stHead
-		// A read error that came while bytes were held is reported after them.
-		err := c.err
-		c.err = nil
-		c.feed(held)
-		if c.err == nil {
-			c.err = err
-		}
-	default:
+	if outcome != upTunnel && outcome != upRefused {
 		return false
 	}
+	// Cleared before the held bytes are fed: they may hold another upgrade request, whose own
+	// waiting verdict and held bytes must survive (cleared after, the connection was left in
+	// stUpgrade with no verdict to wait for, and the next read dereferenced nil).
+	held := c.held
 	c.held, c.waiting = nil, nil
+	if outcome == upTunnel {
+		c.state = stPassthrough
+		c.out = append(c.out, held...)
+		return true
+	}
+	c.state = stHead
+	// A read error that came while bytes were held is reported after them.
+	err := c.err
+	c.err = nil
+	c.feed(held)
+	if c.err == nil {
+		c.err = err
+	}
 	return true
 }
 
