@@ -149,6 +149,9 @@ func TestHostileInputMore(t *testing.T) {
 		{"asterisk-form OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: x\r\n{K}\r\n", []int{400}, []int{404}, false},
 		{"HTTP/2 prior-knowledge preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", []int{400}, []int{400}, false},
 		{"Upgrade: h2c on a GET", "GET %s HTTP/1.1\r\nHost: x\r\n{K}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", []int{404}, []int{404}, true},
+		// Two upgrades pipelined, the first refused (no 101): the guard replays what it held back
+		// and must not lose the second's wait (this crashed the process once).
+		{"two pipelined upgrades, the first refused", "GET /nope HTTP/1.1\r\nHost: x\r\n{K}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n{K}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET %s HTTP/1.1\r\nHost: x\r\n{K}Connection: close\r\n\r\n", []int{404, 404, 404}, []int{404, 404, 404}, true},
 		{"pipelined, answered in order", "GET %s HTTP/1.1\r\nHost: x\r\n{K}\r\nGET /nope HTTP/1.1\r\nHost: x\r\n{K}\r\nGET %s HTTP/1.1\r\nHost: x\r\n{K}Connection: close\r\n\r\n", []int{404, 404, 404}, []int{404, 404, 404}, true},
 		// Smuggling: the request hidden in the body must never reach the app as a request. At the
 		// gateway this relies on the request-smuggling guard (internal/desync) on its listener.
