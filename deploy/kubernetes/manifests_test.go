@@ -320,13 +320,15 @@ func containerPort(w workload, target intstr.IntOrString) (int32, bool) {
 	return 0, false
 }
 
-func (m *manifests) workload(component string) workload {
+func (m *manifests) workload(t *testing.T, component string) workload {
+	t.Helper()
 	for _, w := range m.workloads {
 		if w.labels()["app.kubernetes.io/component"] == component {
 			return w
 		}
 	}
-	panic("no workload with component " + component)
+	t.Fatalf("no workload with component %q in the manifests", component)
+	return workload{}
 }
 
 // allowed evaluates the NetworkPolicies for a connection from pod labels src to pod labels dst on
@@ -432,7 +434,7 @@ func TestNetworkPoliciesAreTheSecurityGroup(t *testing.T) {
 	outside := labels.Set{"example.com/client": "anyone"} // a pod or client outside Rampart
 	pods := map[string]labels.Set{"outside": outside}
 	for _, c := range []string{"gateway", "load-balancer", "app", "database", "redis"} {
-		pods[c] = m.workload(c).labels()
+		pods[c] = m.workload(t, c).labels()
 	}
 	tests := []struct {
 		from, to string
