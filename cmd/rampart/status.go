@@ -172,7 +172,7 @@ func checkAdminFlag(addr string, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("--admin %q: want HOST:PORT", addr)
 	}
-	if ip := net.ParseIP(strings.Trim(host, "[]")); strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback()) {
+	if config.LoopbackHost(host) {
 		return nil
 	}
 	return fmt.Errorf("--admin %s is reachable from the network: set admin.token in %s (docs/admin-api.md), or use a loopback address", addr, cfg.File)

@@ -27,15 +27,15 @@ func (c *checker) checkAdmin() {
 	if err != nil {
 		return // admin.listen already reported
 	}
-	if !loopbackHost(host) {
+	if !LoopbackHost(host) {
 		c.errf("admin.listen", "set admin.token (such as ${env:RAMPART_ADMIN_TOKEN}), or listen on 127.0.0.1",
 			"%q is reachable from the network, so the admin API needs admin.token", a.Listen)
 	}
 }
 
-// loopbackHost reports whether a listen host is a loopback address or localhost. An empty host
+// LoopbackHost reports whether a listen host is a loopback address or localhost. An empty host
 // means every interface, which is not loopback.
-func loopbackHost(host string) bool {
+func LoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

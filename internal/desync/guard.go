@@ -186,7 +186,8 @@ func (g *Guard) newConn(c net.Conn, state *tls.ConnectionState) *conn {
 	return gc
 }
 
-func isTimeout(err error) bool {
+// IsTimeout reports whether err is a deadline or timeout, from a context or from the network.
+func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
@@ -275,7 +276,7 @@ func (c *conn) rejectWhenIdle() error {
 		return c.err
 	}
 	_, err := c.Conn.Read(c.buf[:])
-	if err != nil && !isTimeout(err) {
+	if err != nil && !IsTimeout(err) {
 		c.err = err
 	}
 	return err
@@ -303,7 +304,7 @@ func (c *conn) Read(p []byte) (int, error) {
 			if len(c.out) > 0 || c.pending != nil {
 				break // deliver what we have; the error comes back on the next read
 			}
-			if isTimeout(err) {
+			if IsTimeout(err) {
 				// net/http sets past deadlines to stop its background read: not an end.
 				return 0, err
 			}

@@ -103,9 +103,9 @@ func (o *gatewayObserve) trace(next http.Handler) http.Handler {
 		ex := exchangeFrom(r.Context())
 		ctx, span := observe.StartServerSpan(o.tracer, r, "gateway",
 			attribute.String("rampart.gateway", o.name), attribute.String("rampart.request_id", ex.id))
-		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			status := sw.status
+			// The access-log stage, just inside this one, records the status for every request.
+			status := ex.sw.status
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -115,7 +115,7 @@ func (o *gatewayObserve) trace(next http.Handler) http.Handler {
 			}
 			observe.EndHTTPSpan(span, status)
 		}()
-		next.ServeHTTP(sw, r.WithContext(ctx))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

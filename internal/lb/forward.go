@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"os"
 	"slices"
 	"time"
 
@@ -128,7 +127,7 @@ func (lb *LoadBalancer) newGroupProxy(g *targetGroup, cfg config.TargetGroup) er
 		// A connection reset or closed before any response byte (ReverseProxy calls this handler
 		// only when nothing was written yet: a target killed mid-request) is retried like a
 		// connect failure, but only for idempotent methods: the target may have acted on it.
-		reset := !connect && !clientGone && !isTimeout(err) && idempotent(r.Method)
+		reset := !connect && !clientGone && !desync.IsTimeout(err) && idempotent(r.Method)
 		if (connect || reset) && a.canRetry {
 			a.retry = true
 			lb.logger.Info("retrying on another target", "group", a.group.name, "target", a.target.addr, "error", err.Error())
@@ -138,7 +137,7 @@ func (lb *LoadBalancer) newGroupProxy(g *targetGroup, cfg config.TargetGroup) er
 		switch {
 		case clientGone:
 			reason = reasonClientClosed
-		case isTimeout(err):
+		case desync.IsTimeout(err):
 			status, msg, reason = http.StatusGatewayTimeout, "Gateway Timeout", reasonTargetTimeout
 		case connect:
 			reason = reasonConnectError
@@ -161,11 +160,6 @@ func idempotent(method string) bool {
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // fail writes a short JSON error and records its reason for the access log.

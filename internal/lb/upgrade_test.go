@@ -170,7 +170,7 @@ func TestUpgradeHoldLimit(t *testing.T) {
 	_, url := serve(t, upgradeLB(be.Listener.Addr().String(), time.Minute), slog.New(logs))
 	c, r := dialRaw(t, url, "GET /hold HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	_, _ = io.WriteString(c, strings.Repeat("x", desync.MaxHeld+1)) // may fail once the guard closes
-	if _, err := r.ReadByte(); err == nil || isTimeout(err) {
+	if _, err := r.ReadByte(); err == nil || desync.IsTimeout(err) {
 		t.Fatalf("read = %v; want the connection closed", err)
 	}
 	if len(logs.find("desync: too much data before the response to an upgrade request; closing")) != 1 {

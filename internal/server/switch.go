@@ -69,10 +69,7 @@ func (s *Switch) Addr() net.Addr { return s.ln.Addr() }
 // caller shuts it down once it may (Serving.Shutdown).
 func (s *Switch) Install(g Generation) *Serving {
 	f := &feeder{addr: s.ln.Addr(), conns: make(chan net.Conn), closed: make(chan struct{})}
-	var ln net.Listener = f
-	if len(g.Allow) > 0 {
-		ln = Filter(ln, g.Allow, s.logger)
-	}
+	ln := Filter(f, g.Allow, s.logger)
 	if g.TLS != nil {
 		ln = tls.NewListener(ln, g.TLS)
 	}

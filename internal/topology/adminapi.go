@@ -93,7 +93,7 @@ func checkAdminReach(addr string, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("admin listener %q: want HOST:PORT", addr)
 	}
-	if ip := net.ParseIP(strings.Trim(host, "[]")); strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback()) {
+	if config.LoopbackHost(host) {
 		return nil
 	}
 	return fmt.Errorf("the admin listener %s is reachable from the network: set admin.token in %s (docs/admin-api.md), or listen on a loopback address", addr, cfg.File)
@@ -240,7 +240,7 @@ func (a *adminAPI) State() admin.State {
 	last := t.LastReload()
 	s := admin.State{
 		Version: t.opts.Version, Time: time.Now(), Ready: ready, Waiting: waiting,
-		Config:        admin.Config{File: g.cfg.File, Hash: ConfigHash(g.cfg), Reloadable: t.opts.ConfigPath != ""},
+		Config:        admin.Config{File: g.cfg.File, Hash: g.hash, Reloadable: t.opts.ConfigPath != ""},
 		Reloads:       admin.Reloads{OK: okN, Rejected: rejected, Last: admin.LastReload{Time: last.Time, Cause: last.Cause, OK: last.OK, Errors: last.Errors}},
 		Listeners:     []admin.Endpoint{},
 		Gateways:      []admin.Gateway{},

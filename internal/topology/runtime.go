@@ -143,7 +143,7 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 	}
 	t.cur.Store(g)
 	t.Endpoints = g.Endpoints
-	t.last = ReloadStatus{Time: time.Now(), Cause: "start", OK: true, Hash: ConfigHash(cfg)}
+	t.last = ReloadStatus{Time: time.Now(), Cause: "start", OK: true, Hash: g.hash}
 	opts.Metrics.ConfigLoaded(t.last.Hash)
 	return t, nil
 }
@@ -409,7 +409,7 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 	}
 	began := time.Now()
 	if skipSame {
-		if cfg, err := config.Load(t.opts.ConfigPath); err == nil && ConfigHash(cfg) == ConfigHash(t.current().cfg) {
+		if cfg, err := config.Load(t.opts.ConfigPath); err == nil && ConfigHash(cfg) == t.current().hash {
 			t.logger.Debug("config file changed, but not the config: nothing to reload", "config", t.opts.ConfigPath)
 			return errUnchanged
 		}
@@ -435,7 +435,7 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 	} else {
 		t.reloads.Add(1)
 		t.api.afterReload(g.cfg)
-		st.OK, st.Hash = true, ConfigHash(g.cfg)
+		st.OK, st.Hash = true, g.hash
 		t.logger.Info("config reloaded", "cause", cause, "config", t.opts.ConfigPath, "config_hash", st.Hash, "elapsed", st.Elapsed)
 	}
 	t.lastMu.Lock()

@@ -83,6 +83,7 @@ type generation struct {
 
 	seq       uint64 // 1 for the first generation, then one more at each build
 	cfg       *config.Config
+	hash      string // ConfigHash(cfg), computed once: the admin state and reloads read it often
 	sel       Selection
 	logger    *slog.Logger
 	endpoints []endpoint
@@ -141,7 +142,7 @@ func build(ctx context.Context, cfg *config.Config, sel Selection, opts Options,
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t := &generation{logger: logger, cfg: cfg, sel: sel, lbs: map[string]*lb.LoadBalancer{}, keyringReload: make(chan struct{}), seq: ps.nextSeq()}
+	t := &generation{logger: logger, cfg: cfg, hash: ConfigHash(cfg), sel: sel, lbs: map[string]*lb.LoadBalancer{}, keyringReload: make(chan struct{}), seq: ps.nextSeq()}
 	t.observe = newObserveSet(opts)
 	ok := false
 	defer func() {
