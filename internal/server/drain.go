@@ -14,9 +14,10 @@ import (
 //
 //  1. Drain: every response carries Connection: close, so keep-alive clients move off while the
 //     socket still accepts (the caller waits its drain delay meanwhile).
-//  2. stopIntake: new connection attempts are dropped by the kernel (refuseHandshakes, where it
-//     takes socket filters), the connections already queued are accepted in one last pass
-//     (finalAccept) and served, and the socket stops listening right after that pass.
+//  2. Retire (stopIntake): new connection attempts are dropped by the kernel (refuseHandshakes,
+//     where it takes socket filters), the connections already queued are accepted in one last
+//     pass (finalAccept) and served, and the socket stops listening right after that pass. A
+//     reload that removes a listen address takes this step and the next, without a drain delay.
 //  3. Serving.Shutdown: once every connection has had its request read and answered (or ctx
 //     ends), net/http's Shutdown closes what is left idle.
 const (
@@ -37,6 +38,22 @@ func (s *Switch) Drain() {
 	if v := s.Current(); v != nil {
 		v.Drain()
 	}
+}
+
+// Retire takes the switch out of service for good without cutting anything it already has: the
+// current generation drains (Drain: each of its responses closes its connection), new connection
+// attempts are refused, the connections the kernel has queued are accepted and handed to that
+// generation, and the socket is closed before Retire returns, so that the address can be listened
+// on again at once (a reload that removes an address, then one that adds it back). It returns
+// that generation, still serving its connections and in-flight requests: the caller shuts it down
+// (Serving.Shutdown) once it may. When ctx ends before the accept pass is over, the socket closes
+// at once.
+func (s *Switch) Retire(ctx context.Context) *Serving {
+	s.Drain()
+	s.stopIntake(ctx)
+	// stopIntake closes the socket itself, except when Run had already stopped on an accept error.
+	_ = s.Close()
+	return s.Current()
 }
 
 // stopIntake stops accepting without resetting a connection the kernel has queued: new attempts

@@ -31,6 +31,10 @@ const (
 	maxHeaderBytes    = 64 << 10 // over this, net/http answers 431
 )
 
+// MaxHeaderBytes is the header limit of every listener that does not set its own (Limits): a
+// caller that serves one of them in-process applies it too (proxy.LocalHandlers).
+const MaxHeaderBytes = maxHeaderBytes
+
 // Serve runs every unit until ctx is done, then shuts them down gracefully, tier by tier: a tier's
 // listeners close and its in-flight requests finish before the next tier begins. All tiers share
 // one grace period. It returns the first serve error, if a server
@@ -42,12 +46,16 @@ func Serve(ctx context.Context, units []Unit, grace time.Duration, logger *slog.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	servers := make([]*http.Server, len(units))
+	type running struct {
+		Unit
+		srv *http.Server
+	}
+	servers := make([]running, len(units))
 	errs := make(chan error, len(units))
 	var wg sync.WaitGroup
 	for i, u := range units {
 		srv := newHTTPServer(u.Handler, logger)
-		servers[i] = srv
+		servers[i] = running{u, srv}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -61,27 +69,33 @@ func Serve(ctx context.Context, units []Unit, grace time.Duration, logger *slog.
 	<-ctx.Done()
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer stop()
-	tiers := map[int][]int{}
-	for i, u := range units {
-		tiers[u.Tier] = append(tiers[u.Tier], i)
-	}
-	for _, tier := range slices.Sorted(maps.Keys(tiers)) {
-		var sw sync.WaitGroup
-		for _, i := range tiers[tier] {
-			sw.Add(1)
-			go func() {
-				defer sw.Done()
-				if err := servers[i].Shutdown(shutdownCtx); err != nil {
-					logger.Warn("shutdown did not finish in time; closing", "server", units[i].Name, "error", err)
-					_ = servers[i].Close()
-				}
-			}()
+	ByTier(servers, func(r running) int { return r.Tier }, func(r running) {
+		if err := r.srv.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("shutdown did not finish in time; closing", "server", r.Name, "error", err)
+			_ = r.srv.Close()
 		}
-		sw.Wait()
-	}
+	})
 	wg.Wait()
 	close(errs)
 	return <-errs // nil when the channel is empty
+}
+
+// ByTier calls stop for every item, tier by tier from the lowest: the items of one tier
+// concurrently, the next tier once every call for this one has returned. Every graceful shutdown
+// of several servers goes through it (Serve, and the topology's stop and reloads), so that a
+// request an outer tier accepted can still cross the inner ones while they stop.
+func ByTier[T any](items []T, tier func(T) int, stop func(T)) {
+	tiers := map[int][]T{}
+	for _, it := range items {
+		tiers[tier(it)] = append(tiers[tier(it)], it)
+	}
+	for _, k := range slices.Sorted(maps.Keys(tiers)) {
+		var wg sync.WaitGroup
+		for _, it := range tiers[k] {
+			wg.Go(func() { stop(it) })
+		}
+		wg.Wait()
+	}
 }
 
 // newHTTPServer is the http.Server every listener uses, with the limits above.

@@ -172,12 +172,11 @@ func (s *Switch) Close() error {
 	return s.ln.Close()
 }
 
-// Shutdown stops accepting without resetting a connection already queued (stopIntake), then
-// shuts the current generation down gracefully (see Serving.Shutdown). Call Drain first, and
-// wait a while, to move keep-alive clients off before.
+// Shutdown retires the switch (Retire: no connection already queued is reset), then shuts the
+// current generation down gracefully (see Serving.Shutdown). Call Drain first, and wait a while,
+// to move keep-alive clients off before.
 func (s *Switch) Shutdown(ctx context.Context) error {
-	s.stopIntake(ctx)
-	if v := s.Current(); v != nil {
+	if v := s.Retire(ctx); v != nil {
 		return v.Shutdown(ctx)
 	}
 	return nil

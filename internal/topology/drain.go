@@ -7,11 +7,9 @@ import "time"
 // the drain delay, so that an upstream load balancer or Kubernetes stops sending new connections
 // and keep-alive clients move off before any socket closes. Each switch's Shutdown then refuses
 // new attempts, serves what the kernel has queued and lets in-flight requests finish.
-func (t *Topology) drain(tiers map[int][]*slot) {
-	for _, ss := range tiers {
-		for _, s := range ss {
-			s.sw.Drain()
-		}
+func (t *Topology) drain(slots []*slot) {
+	for _, s := range slots {
+		s.sw.Drain()
 	}
 	d := t.opts.DrainDelay
 	if d <= 0 {

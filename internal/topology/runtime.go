@@ -77,6 +77,16 @@ type slot struct {
 	tier int
 }
 
+// label names the slot's server in logs: "gateway public-api".
+func (s *slot) label() string { return string(s.kind) + " " + s.name }
+
+// retired is a replaced or removed listener's generation, draining in the background after a
+// reload; tier orders its shutdown as at a stop.
+type retired struct {
+	v    *server.Serving
+	tier int
+}
+
 // ErrNotReloadable is returned by Reload when the process runs a config that has no file.
 var ErrNotReloadable = errors.New("this process runs the embedded default config, which has no file to reload: start it with -c FILE to reload from a file")
 
@@ -258,27 +268,18 @@ func (t *Topology) Serve(ctx context.Context, grace time.Duration) error {
 	t.stateMu.Lock()
 	t.stopping = true
 	t.stateMu.Unlock()
-	tiers := map[int][]*slot{}
-	for _, s := range t.switches {
-		tiers[s.tier] = append(tiers[s.tier], s)
-	}
+	slots := slices.Collect(maps.Values(t.switches))
 	t.mu.Unlock()
 	if err == nil { // a stop asked for (a signal), not a listener that failed
-		t.drain(tiers) // drain.go: readyz 503, Connection: close, for the drain delay
+		t.drain(slots) // drain.go: readyz 503, Connection: close, for the drain delay
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
-	for _, tier := range slices.Sorted(maps.Keys(tiers)) {
-		var wg sync.WaitGroup
-		for _, s := range tiers[tier] {
-			wg.Go(func() {
-				if err := s.sw.Shutdown(shutdownCtx); err != nil {
-					t.logger.Warn("shutdown did not finish in time; closed", "server", string(s.kind)+" "+s.name, "error", err)
-				}
-			})
+	server.ByTier(slots, func(s *slot) int { return s.tier }, func(s *slot) {
+		if err := s.sw.Shutdown(shutdownCtx); err != nil {
+			t.logger.Warn("shutdown did not finish in time; closed", "server", s.label(), "error", err)
 		}
-		wg.Wait()
-	}
+	})
 	t.retiring.Wait()
 	t.accepts.Wait()
 	g = t.current()
@@ -382,7 +383,8 @@ func (g *generation) stop() {
 
 // Reload loads, validates and builds the config file again and, when all of that succeeds, swaps
 // the new generation in: unchanged listen addresses keep their sockets, new ones open, removed
-// ones close; requests in flight finish on the old generation, whose background work stops and
+// ones retire (retire: what they have queued is served and their sockets are closed before Reload
+// returns, their connections drain with the old generation); requests in flight finish on the old generation, whose background work stops and
 // whose resources are released once they have (or after the grace period). A config that fails
 // is rejected with a *ReloadError and the running one keeps serving. cause is for logs.
 func (t *Topology) Reload(ctx context.Context, cause string) error {
@@ -500,10 +502,6 @@ func (t *Topology) swap(g *generation) error {
 	// Inner tiers first, so that a new gateway only ever reaches a new load balancer, which only
 	// ever reaches new app instances: the old generation keeps its own connections between tiers
 	// and drains as a whole.
-	type retired struct {
-		v    *server.Serving
-		tier int
-	}
 	var old []retired
 	eps := slices.Clone(g.endpoints)
 	slices.SortStableFunc(eps, func(a, b endpoint) int { return shutdownTier(b.Kind) - shutdownTier(a.Kind) })
@@ -517,25 +515,21 @@ func (t *Topology) swap(g *generation) error {
 	prev := t.current()
 	t.cur.Store(g)
 	g.start(t.ctx)
+	removed := map[string]*slot{}
 	for addr, s := range t.switches {
-		if _, ok := want[addr]; ok {
-			continue
+		if _, ok := want[addr]; !ok {
+			removed[addr] = s
+			delete(t.switches, addr)
 		}
-		// A removed address stops accepting now; its connections drain with the old generation.
-		_ = s.sw.Close()
-		if v := s.sw.Current(); v != nil {
-			old = append(old, retired{v, s.tier})
-		}
-		delete(t.switches, addr)
-		t.logger.Info("listener closed by reload", "listen", addr, "server", string(s.kind)+" "+s.name)
 	}
-	for _, s := range opened {
-		t.logger.Info("listener opened by reload", "listen", s.sw.Addr().String(), "server", string(s.kind)+" "+s.name)
-	}
-
 	for _, o := range old {
 		o.v.Drain()
 	}
+	old = append(old, t.retire(removed)...) // draining too
+	for _, s := range opened {
+		t.logger.Info("listener opened by reload", "listen", s.sw.Addr().String(), "server", s.label())
+	}
+
 	grace := t.grace
 	t.retiring.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -546,25 +540,49 @@ func (t *Topology) swap(g *generation) error {
 		case <-time.After(min(drainLinger, grace)):
 		case <-t.ctx.Done():
 		}
-		slices.SortStableFunc(old, func(a, b retired) int { return a.tier - b.tier })
-		for i := 0; i < len(old); {
-			j := i
-			var wg sync.WaitGroup
-			for ; j < len(old) && old[j].tier == old[i].tier; j++ {
-				v := old[j].v
-				wg.Go(func() {
-					if err := v.Shutdown(ctx); err != nil {
-						t.logger.Warn("old generation closed before its requests finished", "error", err)
-					}
-				})
+		server.ByTier(old, func(o retired) int { return o.tier }, func(o retired) {
+			if err := o.v.Shutdown(ctx); err != nil {
+				t.logger.Warn("old generation closed before its requests finished", "error", err)
 			}
-			wg.Wait()
-			i = j
-		}
+		})
 		prev.stop()
 		prev.close()
 	})
 	return nil
+}
+
+// retire takes the listeners a reload removed out of service, all at once, without cutting what
+// they have (server.Switch.Retire): new connection attempts are refused, those the kernel had
+// queued are accepted and served, and each socket is closed before retire returns, so that the
+// next reload can listen on the same address again. It returns their generations, which finish
+// their in-flight requests, close their keep-alive connections and shut down with the rest of the
+// old generation. The accept pass (up to server's acceptSettle where the kernel takes socket
+// filters, instant elsewhere) is bounded by the grace period.
+func (t *Topology) retire(removed map[string]*slot) []retired {
+	if len(removed) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), t.grace)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		out []retired
+		wg  sync.WaitGroup
+	)
+	for addr, s := range removed {
+		wg.Go(func() {
+			v := s.sw.Retire(ctx)
+			t.logger.Info("listener closed by reload", "listen", addr, "server", s.label())
+			if v == nil {
+				return
+			}
+			mu.Lock()
+			out = append(out, retired{v, s.tier})
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // drainLinger is how long a replaced generation keeps its idle keep-alive connections open
