@@ -42,6 +42,8 @@ Common flags: --log-format json|text (default json), --log-level debug|info|warn
 --drain-delay DURATION (at shutdown, how long to keep accepting while /readyz answers 503, default 0),
 --admin ADDR (for gateway/lb/app: also serve the admin listener there).
 
+gateway, lb and app need only the ${env:NAME} variables of what they run; run and validate need
+every variable of FILE (docs/configuration.md).
 A process started with -c FILE reloads FILE on SIGHUP, when FILE changes, and on POST /reload to
 its admin listener; a config that does not validate is rejected and the running one stays.
 The admin listener serves the dashboard at / and the admin API (docs/admin-api.md).
@@ -133,12 +135,17 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (flags, error) {
 	return f, nil
 }
 
-// loadConfig reads the file, or the embedded default when file is empty.
-func loadConfig(file string) (*config.Config, error) {
+// loadConfig reads the whole file, or the embedded default when file is empty: every ${env:NAME}
+// variable it references must be set.
+func loadConfig(file string) (*config.Config, error) { return loadScope(file, config.Scope{}) }
+
+// loadScope is loadConfig for the components of scope: ${env:NAME} variables that only other
+// components reference may be unset.
+func loadScope(file string, scope config.Scope) (*config.Config, error) {
 	if file == "" {
-		return config.Parse("<embedded default>", examples.Default, os.LookupEnv)
+		return scope.Parse("<embedded default>", examples.Default, os.LookupEnv)
 	}
-	return config.Load(file)
+	return scope.Load(file)
 }
 
 func validate(args []string, stdout, stderr io.Writer) int {
@@ -174,16 +181,6 @@ func serve(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	cfg, err := loadConfig(f.file)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-
-	if err := checkAdminFlag(f.admin, cfg); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
 	sel := topology.Selection{Name: f.name, Listen: f.listen, AdminListen: f.admin, Kinds: map[topology.Kind]bool{}}
 	switch cmd {
 	case "run":
@@ -193,6 +190,18 @@ func serve(cmd string, args []string, stdout, stderr io.Writer) int {
 	default:
 		sel.Kinds[topology.Kind(cmd)] = true
 		sel.Kinds[topology.KindAdmin] = f.admin != ""
+	}
+	// The same scope as every reload (topology.Selection.ConfigScope): `rampart run` needs every
+	// variable of the file, `rampart gateway|lb|app` those of what it runs.
+	cfg, err := loadScope(f.file, sel.ConfigScope())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+
+	if err := checkAdminFlag(f.admin, cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -38,6 +38,11 @@ type decoder struct {
 	budget    int
 	exhausted bool
 	expanding map[*yaml.Node]bool
+
+	// deferEnv is set when loading for a narrower Scope: an unset ${env:NAME} is then recorded in
+	// deferred, and is an error only if the scope uses the value (Scope.Parse decides).
+	deferEnv bool
+	deferred []deferredEnv
 }
 
 func newDecoder(file string, lookupEnv func(string) (string, bool)) *decoder {
@@ -146,7 +151,8 @@ func (d *decoder) decodeInto(n *yaml.Node, v reflect.Value, path string) {
 			d.nodeErr(n, path, "", "expected a string, got %s", describe(n))
 			return
 		}
-		v.SetString(d.expandEnv(n, path))
+		s, _ := d.expandEnv(n, path, false)
+		v.SetString(s)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
@@ -339,12 +345,17 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	for _, kv := range d.mappingPairs(n, path) {
 		k, val := kv[0], kv[1]
 		key := k.Value
+		child := join(path, key)
 		if strings.Contains(key, "${env:") {
 			// A key may be an address (a target group's weights are keyed by target), which a
 			// file shared by many hosts takes from the environment like the targets themselves.
-			key = d.expandEnv(k, join(path, k.Value))
+			var ok bool
+			if key, ok = d.expandEnv(k, child, true); !ok {
+				// Checks of what is under the key name it by its expanded form.
+				d.bad[join(path, key)] = true
+			}
+			child = join(path, key)
 		}
-		child := join(path, key)
 		d.keyPos[child] = posOf(k)
 		e := reflect.New(v.Type().Elem()).Elem()
 		d.decode(val, e, child)
@@ -360,7 +371,10 @@ func (d *decoder) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
 		d.nodeErr(n, path, "", "expected a duration such as 5s, got %s", describe(n))
 		return
 	}
-	s := d.expandEnv(n, path)
+	s, ok := d.expandEnv(n, path, false)
+	if !ok {
+		return
+	}
 	dur, err := time.ParseDuration(s)
 	if err != nil {
 		d.nodeErr(n, path, "", "bad duration %q: write a number with a unit, such as 5s, 250ms or 10m", s)
@@ -405,9 +419,24 @@ func (d *decoder) decodeHeaders(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		d.pos[child] = posOf(val)
-		t, err := ParseTemplate(rv.Value, d.lookupEnv)
+		lookup, unset := d.lookupEnv, ""
+		if d.deferEnv {
+			lookup = func(name string) (string, bool) {
+				v, ok := d.lookupEnv(name)
+				if !ok && unset == "" {
+					unset = name
+				}
+				return v, true // go on parsing: other mistakes are reported whatever the scope
+			}
+		}
+		t, err := ParseTemplate(rv.Value, lookup)
 		if err != nil {
 			d.nodeErr(val, child, "", "%s", err)
+			continue
+		}
+		if unset != "" {
+			// The same message as ParseTemplate's, should the scope use this header.
+			d.deferEnvErr(val, child, false, "", "environment variable %s is not set (referenced as ${env:%s})", unset, unset)
 			continue
 		}
 		if msg, hint := checkHeaderTemplate(t); msg != "" {
@@ -422,10 +451,12 @@ func (d *decoder) decodeHeaders(n *yaml.Node, v reflect.Value, path string) {
 // expandEnv replaces each ${env:NAME} in a scalar with the variable's value. Other ${…} text is
 // left as written (a WAF search string may well contain "${jndi:"), except ${secret:…}, which is
 // refused because it only means something in request_headers and would otherwise be sent literally.
-func (d *decoder) expandEnv(n *yaml.Node, path string) string {
+// key says that n is a mapping key. It reports false when the value could not be expanded: after
+// an error, or, when d.deferEnv is set and a variable is unset, with unsetMarker in its place.
+func (d *decoder) expandEnv(n *yaml.Node, path string, key bool) (string, bool) {
 	s := n.Value
 	if !strings.Contains(s, "${") {
-		return s
+		return s, true
 	}
 	var b strings.Builder
 	for {
@@ -441,25 +472,39 @@ func (d *decoder) expandEnv(n *yaml.Node, path string) string {
 			end := strings.IndexByte(rest, '}')
 			if end < 0 {
 				d.nodeErr(n, path, "close it with }", "unterminated reference %q", rest)
-				return ""
+				return "", false
 			}
 			name := rest[len("${env:"):end]
 			val, ok := d.lookupEnv(name)
 			if name == "" || !ok {
-				d.nodeErr(n, path, "set it, or remove the reference", "environment variable %q is not set (referenced as ${env:%s})", name, name)
-				return ""
+				const hint, format = "set it, or remove the reference", "environment variable %q is not set (referenced as ${env:%s})"
+				if d.deferEnv && name != "" {
+					// The whole value, not what precedes the variable: no half-expanded value.
+					d.deferEnvErr(n, path, key, hint, format, name, name)
+					return unsetMarker(name), false
+				}
+				d.nodeErr(n, path, hint, format, name, name)
+				return "", false
 			}
 			b.WriteString(val)
 			s = rest[end+1:]
 		case strings.HasPrefix(rest, "${secret:"):
 			d.nodeErr(n, path, "secrets can only be referenced in request_headers", "${secret:…} is not expanded here")
-			return ""
+			return "", false
 		default:
 			b.WriteString("${")
 			s = rest[2:]
 		}
 	}
-	return b.String()
+	return b.String(), true
+}
+
+// deferEnvErr records an unset variable at n for Scope.Parse to report if the scope uses path,
+// and marks path bad so that no check reports the value that stands in for it.
+func (d *decoder) deferEnvErr(n *yaml.Node, path string, key bool, hint, format string, args ...any) {
+	d.bad[path] = true
+	d.deferred = append(d.deferred, deferredEnv{path: path, key: key,
+		err: &Error{File: d.file, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...), Hint: hint}})
 }
 
 func isNull(n *yaml.Node) bool {

@@ -14,26 +14,40 @@ import (
 )
 
 // Load reads, defaults and validates the configuration file at path, resolving ${env:NAME} from
-// the process environment. A file that fails validation yields Errors, one per problem.
-func Load(path string) (*Config, error) {
+// the process environment. A file that fails validation yields Errors, one per problem. Every
+// variable the file references must be set; Scope.Load requires only those one process uses.
+func Load(path string) (*Config, error) { return Scope{}.Load(path) }
+
+// Load is Load for the components of s: a variable referenced only by what s does not use may be
+// unset (see Scope).
+func (s Scope) Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	return Parse(path, data, os.LookupEnv)
+	return s.Parse(path, data, os.LookupEnv)
 }
 
 // Parse decodes one configuration file held in data, applies the defaults (see applyDefaults) and
 // validates the whole tree. filename is used in messages only. lookupEnv resolves ${env:NAME}
-// references; nil means no variable is set.
+// references; nil means no variable is set. Every variable the file references must be set;
+// Scope.Parse requires only those one process uses.
 //
 // On failure Parse returns a nil *Config and an Errors value listing every problem found, in file
 // order, each with its line and column; a file is never half-accepted.
 func Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	return Scope{}.Parse(filename, data, lookupEnv)
+}
+
+// Parse is Parse for the components of s. The whole file is still decoded and validated, but an
+// unset variable is an error only where s uses its value; elsewhere the value is a marker that
+// nothing built for s reads, and the checks of the entry holding it report nothing (see Scope).
+func (s Scope) Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
 	d := newDecoder(filename, lookupEnv)
+	d.deferEnv = !s.whole()
 	root, err := parseYAML(filename, data)
 	if err != nil {
 		return nil, err
@@ -52,7 +66,14 @@ func Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) 
 	if !d.exhausted {
 		applyDefaults(cfg, d)
 		c := &checker{decoder: d, cfg: cfg}
+		if len(d.deferred) > 0 {
+			c.skip = s.settle(cfg, d)
+		}
 		c.check()
+	} else {
+		for _, u := range d.deferred {
+			d.errs = append(d.errs, u.err)
+		}
 	}
 	if len(d.errs) > 0 {
 		d.errs.sortByPosition()

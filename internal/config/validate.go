@@ -21,6 +21,9 @@ type checker struct {
 	listens []listenUse
 	secrets []string          // sorted secret names, computed once
 	hints   map[string]string // did-you-mean hints already computed, by list and name
+	// skip, when set, says that the checks of path are not reported: it lies in a part of the
+	// file that a narrower Scope does not use and whose values it could not all resolve (scope.go).
+	skip func(path string) bool
 }
 
 // suggest is didYouMean with a memory: a file that aliases one bad reference many times costs
@@ -48,6 +51,9 @@ type listenUse struct {
 // errf records an error at path's position, unless path (or a key above it) already failed to
 // decode: one mistake gets one message.
 func (c *checker) errf(path, hint, format string, args ...any) {
+	if c.skip != nil && c.skip(path) {
+		return
+	}
 	for p := path; ; p = parent(p) {
 		if c.bad[p] {
 			return

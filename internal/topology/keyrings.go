@@ -56,7 +56,8 @@ func (c *keyringCache) loadOrCreate(name, file string, red *observe.Redactor, lo
 	return k, nil
 }
 
-// loadKeyrings loads every keyring that the selected gateways and load balancers reference, and
+// loadKeyrings loads every keyring that the selected gateways and load balancers reference
+// (request_headers, and the origin_verify statements of the web ACLs they use), and
 // registers a runner that keeps them live: each is reloaded when its file changes and on SIGHUP
 // (runtime.go), and swapped in atomically, so that a rotation needs no restart. Every secret, of
 // the first load and of every reload, reaches the redactor before any request can carry it.
@@ -69,11 +70,13 @@ func (t *generation) loadKeyrings(cfg *config.Config, gateways []config.Gateway,
 			}
 		}
 	}
-	if len(lbs) > 0 {
-		for _, acl := range cfg.WebACLs {
-			for _, r := range acl.Rules {
-				collectStatementSecrets(r.Statement, names)
-			}
+	acls := usedWebACLs(gateways, lbs) // webacl.go: the ACLs built, and no other
+	for _, acl := range cfg.WebACLs {
+		if !acls[acl.Name] {
+			continue
+		}
+		for _, r := range acl.Rules {
+			collectStatementSecrets(r.Statement, names)
 		}
 	}
 	keyrings := map[string]*originverify.Keyring{}

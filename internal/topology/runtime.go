@@ -411,7 +411,7 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 	}
 	began := time.Now()
 	if skipSame {
-		if cfg, err := config.Load(t.opts.ConfigPath); err == nil && ConfigHash(cfg) == t.current().hash {
+		if cfg, err := t.sel.ConfigScope().Load(t.opts.ConfigPath); err == nil && ConfigHash(cfg) == t.current().hash {
 			t.logger.Debug("config file changed, but not the config: nothing to reload", "config", t.opts.ConfigPath)
 			return errUnchanged
 		}
@@ -455,7 +455,7 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 }
 
 func (t *Topology) buildFromFile(ctx context.Context) (*generation, error) {
-	cfg, err := config.Load(t.opts.ConfigPath)
+	cfg, err := t.sel.ConfigScope().Load(t.opts.ConfigPath)
 	if err != nil {
 		var ce config.Errors
 		return nil, &ReloadError{Invalid: errors.As(err, &ce), Err: err}

@@ -68,6 +68,16 @@ type Selection struct {
 	AdminListen string
 }
 
+// ConfigScope is the part of the config file that s runs, which is what loading the file for s
+// (at start and at every reload) requires of the environment: a selection that includes the demo
+// page is `rampart run`, the whole file; any other names its kinds and name (config.Scope).
+func (s Selection) ConfigScope() config.Scope {
+	if s.Kinds[KindWeb] && s.Name == "" {
+		return config.Scope{}
+	}
+	return config.Scope{Gateways: s.Kinds[KindGateway], LoadBalancers: s.Kinds[KindLB], Apps: s.Kinds[KindApp], Name: s.Name}
+}
+
 // Endpoint is one listener of the topology, for banners and logs.
 type Endpoint struct {
 	Kind   Kind

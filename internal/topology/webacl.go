@@ -16,18 +16,7 @@ import (
 // counter and keeps the dashboard's latest blocks) and is released when the topology stops.
 // With no gateway or load balancer selected it compiles nothing.
 func (t *generation) buildWebACLs(cfg *config.Config, gateways []config.Gateway, lbs []config.LoadBalancer, keyrings map[string]*originverify.Keyring, logger *slog.Logger, ps *persistent) (map[string]*waf.WebACL, error) {
-	used := map[string]bool{}
-	for _, g := range gateways {
-		if g.WebACL != "" {
-			used[g.WebACL] = true
-		}
-	}
-	if len(lbs) > 0 {
-		// Load balancers get every ACL, as before: lb.New reports a listener naming a missing one.
-		for _, ac := range cfg.WebACLs {
-			used[ac.Name] = true
-		}
-	}
+	used := usedWebACLs(gateways, lbs)
 	acls := map[string]*waf.WebACL{}
 	if len(used) == 0 {
 		return acls, nil
@@ -47,6 +36,26 @@ func (t *generation) buildWebACLs(cfg *config.Config, gateways []config.Gateway,
 		acls[ac.Name] = acl
 	}
 	return acls, nil
+}
+
+// usedWebACLs names the web ACLs of the gateways and of the load balancers' listeners: the only
+// ones built. A process loaded for a narrower config.Scope may hold stand-ins for the values of
+// the others (config.Scope lists what it resolves), so it must not build them.
+func usedWebACLs(gateways []config.Gateway, lbs []config.LoadBalancer) map[string]bool {
+	used := map[string]bool{}
+	for _, g := range gateways {
+		if g.WebACL != "" {
+			used[g.WebACL] = true
+		}
+	}
+	for _, l := range lbs {
+		for _, li := range l.Listeners {
+			if li.WebACL != "" {
+				used[li.WebACL] = true
+			}
+		}
+	}
+	return used
 }
 
 // apiKeyHeaders are the api_keys.header of every gateway: a gateway's web ACL runs before its
