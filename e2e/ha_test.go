@@ -158,7 +158,7 @@ func TestHAReplicasShareRedis(t *testing.T) {
 		"RAMPART_LB_SUBNET=127.0.0.1/32", "RAMPART_LB_EGRESS=127.0.0.1",
 		"DATABASE_URL=sqlite:.rampart/items.db",
 		"RAMPART_ADMIN_LISTEN=127.0.0.1:3", "RAMPART_ADMIN_TOKEN=e2e-admin-token-0123456789abcdef",
-		// Each host sets its own; a process parses the whole file, so every one is set.
+		// Each host sets its own; each process needs only the variables of what it runs (config.Scope).
 		"RAMPART_GATEWAY_LISTEN=127.0.0.1:1", "RAMPART_LB_LISTEN=127.0.0.1:2", "RAMPART_LB_URL=http://127.0.0.1:2",
 	}
 	gwEnv := func(listen, lbURL string) []string {
