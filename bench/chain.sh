@@ -4,7 +4,8 @@
 #   nginx      wrk → nginx → nginx → backend (upstream keepalive)
 #   gochain    wrk → httputil.ReverseProxy → httputil.ReverseProxy → backend (tuned Transport)
 #   rampart    wrk → rampart gateway → rampart lb → backend (two processes, default security on)
-#   allinone   the same topology in one `rampart run` process
+#   allinone   the same topology in one `rampart run` process (gateway → load balancer in-process)
+#   allinone-loopback  the same with `rampart run --loopback-hop` (that hop over loopback TCP)
 # for a 64-byte GET and a 4 KB JSON POST, interleaved (1 2 3 4 5 1 2 3 4 5 …), with medians, spread
 # and ratios. Servers are pinned to CPU 0 and wrk to CPU 1, the same for every configuration.
 #
@@ -16,7 +17,7 @@ export PATH="/usr/local/go/bin:$PATH"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
-CONFIGS=${CONFIGS:-"direct nginx gochain rampart allinone"}
+CONFIGS=${CONFIGS:-"direct nginx gochain rampart allinone allinone-loopback"}
 
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -149,6 +150,15 @@ up() {
 		local a
 		a=$(start rampart-run "$work/rampart" run -c bench/rampart-chain.yaml --log-level warn)
 		echo "http://127.0.0.1:9110/items $a"
+		;;
+	allinone-loopback)
+		local a
+		a=$(start rampart-run "$work/rampart" run -c bench/rampart-chain.yaml --log-level warn --loopback-hop)
+		echo "http://127.0.0.1:9110/items $a"
+		;;
+	*)
+		echo "unknown configuration $1" >&2
+		exit 2
 		;;
 	esac
 }

@@ -100,8 +100,8 @@ func pick(rs []run, f func(run) float64) []float64 {
 func writeTable(w io.Writer, runs map[key][]run, order []key) {
 	for _, workload := range []string{"get64", "post4k"} {
 		fmt.Fprintf(w, "### %s\n\n", workload)
-		fmt.Fprintln(w, "| config | req/s median [min–max] | × nginx | × direct | p50 ms | p99 ms | p99 × nginx | CPU s / 100k req | peak RSS MiB | errors |")
-		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+		fmt.Fprintln(w, "| config | req/s median [min–max] | × nginx | × plain Go | × direct | p50 ms | p99 ms | p99 × nginx | CPU s / 100k req | peak RSS MiB | errors |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 		ref := func(config string, f func(run) float64) float64 {
 			rs := runs[key{config, workload}]
 			if len(rs) == 0 {
@@ -112,6 +112,7 @@ func writeTable(w io.Writer, runs map[key][]run, order []key) {
 		rps := func(r run) float64 { return r.rps }
 		p99 := func(r run) float64 { return r.p99 }
 		nginxRPS, directRPS, nginxP99 := ref("nginx", rps), ref("direct", rps), ref("nginx", p99)
+		goRPS := ref("gochain", rps) // the goal's other reference: two httputil.ReverseProxy processes
 		for _, k := range order {
 			if k.workload != workload {
 				continue
@@ -122,9 +123,9 @@ func writeTable(w io.Writer, runs map[key][]run, order []key) {
 			for _, x := range rs {
 				errs += x.errors
 			}
-			fmt.Fprintf(w, "| %s | %.0f [%.0f–%.0f] | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %d |\n",
+			fmt.Fprintf(w, "| %s | %.0f [%.0f–%.0f] | %s | %s | %s | %.2f | %.2f | %s | %.2f | %.1f | %d |\n",
 				k.config, median(r), slices.Min(r), slices.Max(r),
-				ratio(median(r), nginxRPS), ratio(median(r), directRPS),
+				ratio(median(r), nginxRPS), ratio(median(r), goRPS), ratio(median(r), directRPS),
 				median(pick(rs, func(r run) float64 { return r.p50 })), median(pick(rs, p99)),
 				ratio(median(pick(rs, p99)), nginxP99),
 				median(pick(rs, func(r run) float64 { return r.cpuPer100k })),

@@ -97,6 +97,7 @@ type flags struct {
 	logFormat, logLevel       string
 	grace                     time.Duration
 	drainDelay                time.Duration
+	loopbackHop               bool
 	gc                        gcSettings // gc.go
 }
 
@@ -115,6 +116,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (flags, error) {
 		fs.DurationVar(&f.drainDelay, "drain-delay", 0, "at shutdown, how long to keep accepting while /readyz answers 503 and responses close their connections, before the listeners close")
 		fs.IntVar(&f.gc.percent, "gc-percent", 0, "garbage collector target percent (0: 200 unless GOGC is set; negative: off)")
 		fs.IntVar(&f.gc.memoryLimitMiB, "memory-limit", 0, "soft memory limit in MiB (0: 48, or twice the live heap after start, unless GOMEMLIMIT is set; negative: none)")
+	}
+	if cmd == "run" {
+		fs.BoolVar(&f.loopbackHop, "loopback-hop", false, "gateways call the load balancers of this process over loopback connections instead of in-process")
 	}
 	if cmd == "gateway" || cmd == "lb" || cmd == "app" {
 		fs.StringVar(&f.name, "name", "", "run only the "+cmd+" of this name")
@@ -223,7 +227,7 @@ func serve(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	topo, err := topology.Build(ctx, cfg, sel, topology.Options{Logger: logger, Redactor: redactor, Version: version(),
-		Metrics: metrics, Tracing: tracing, ConfigPath: f.file, DrainDelay: f.drainDelay})
+		Metrics: metrics, Tracing: tracing, ConfigPath: f.file, DrainDelay: f.drainDelay, LoopbackHop: f.loopbackHop})
 	if err != nil {
 		logger.Error("cannot start", "error", err)
 		return 1

@@ -723,7 +723,10 @@ const (
 // cannot classify (not an http_desync_guardian code: it holds whole heads).
 const ReasonHeadTooLong = "HeadTooLong"
 
-const blockedResponse = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: 27\r\nConnection: close\r\n\r\n{\"message\":\"Bad Request\"}\n"
+// blockedBody is the body of the guard's 400, the JSON every error of the edge has.
+const blockedBody = "{\"message\":\"Bad Request\"}\n"
+
+const blockedResponse = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: 26\r\nConnection: close\r\n\r\n" + blockedBody
 
 // reject answers 400 on the raw connection, logs the request like the access log does, and ends
 // the connection: after a blocked request nobody knows where the next one starts.

@@ -3,8 +3,12 @@ package desync
 import (
 	"bufio"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 )
 
 type verdictKey struct{}
@@ -37,6 +41,10 @@ func FromContext(ctx context.Context) *Verdict {
 func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		found, ok := g.conns.Load(r.RemoteAddr)
+		if !ok && inProcess(r.Context()) {
+			g.serveInProcess(w, r, next)
+			return
+		}
 		if !ok || r.ProtoMajor != 1 {
 			next.ServeHTTP(w, r)
 			return
@@ -83,3 +91,75 @@ func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (w *upgradeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type inProcessKey struct{}
+
+// InProcessContext marks ctx as the context of a request that a client of this process hands to
+// a guarded handler without a connection (proxy.InProcess): Guard.Handler then classifies the head
+// that net/http's client would have written for it on a connection, and applies its mode to that
+// verdict, so that the handler sees in-process what it would have seen over the network.
+func InProcessContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, inProcessKey{}, true)
+}
+
+func inProcess(ctx context.Context) bool {
+	v, _ := ctx.Value(inProcessKey{}).(bool)
+	return v
+}
+
+// serveInProcess is Guard.Handler for a request handed over in-process.
+func (g *Guard) serveInProcess(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	v := classifyForwarded(r)
+	v.apply(g.mode())
+	if v.Block {
+		source, _, _ := net.SplitHostPort(r.RemoteAddr)
+		g.logger().LogAttrs(r.Context(), slog.LevelInfo, "access",
+			slog.String("listener", g.Listener),
+			slog.String("method", clip(v.Method, 32)),
+			slog.String("path", clip(v.Path, 256)),
+			slog.Int("status", http.StatusBadRequest),
+			slog.String("source_ip", source),
+			slog.String("target", ""),
+			slog.String("error_reason", ReasonDesync),
+			slog.String("classification", v.Class.String()),
+			slog.String("classification_reason", v.Reason),
+		)
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Length", strconv.Itoa(len(blockedBody)))
+		h.Set("Connection", "close")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, blockedBody)
+		return
+	}
+	v.ctx = verdictContext{Context: r.Context(), v: v}
+	r = r.WithContext(&v.ctx)
+	if v.CloseConns {
+		w.Header().Set("Connection", "close")
+		r.Header.Del("Upgrade")
+	}
+	next.ServeHTTP(w, r)
+}
+
+// classifyForwarded classifies the head net/http's client writes for r, a request as a server
+// parsed it: its request line, Host and header lines are compliant by construction (the client
+// validates them), so only header names that normalize to a framing header and the framing of a
+// GET or HEAD can make it less than Compliant, as Classify would find on the connection.
+func classifyForwarded(r *http.Request) *Verdict {
+	v := &Verdict{Reason: "Compliant", Method: r.Method}
+	v.Path, _, _ = strings.Cut(r.RequestURI, "?")
+	for name := range r.Header {
+		if suspiciousName(name) {
+			v.raise(Ambiguous, "SuspiciousHeader")
+		}
+	}
+	var cls, tes []string
+	if len(r.TransferEncoding) > 0 {
+		tes = []string{strings.Join(r.TransferEncoding, ", ")}
+	} else if cl := r.Header.Values("Content-Length"); len(cl) > 0 {
+		cls = cl
+	}
+	classifyFraming(v, cls, tes, r.Proto)
+	return v
+}

@@ -44,7 +44,8 @@ type Gateway struct {
 	mappings  []mapping
 	access    *access // throttling, API keys, usage plans, authorizers (access.go)
 	logger    *slog.Logger
-	guard     *desync.Guard // request-smuggling guard of the gateway's listener (desync.go)
+	guard     *desync.Guard        // request-smuggling guard of the gateway's listener (desync.go)
+	local     *proxy.LocalHandlers // listeners of this process, called in-process (WithLocalHandlers)
 
 	// edge.go: gateway responses, the CORS policy (for errors answered before it), the header
 	// size limit and response header mapping; keysWatch is the API key file watcher (keys.go).
@@ -87,7 +88,7 @@ func New(cfg config.Gateway, keyrings map[string]*originverify.Keyring, logger *
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "gateway", "gateway", cfg.Name)
-	g := &Gateway{name: cfg.Name, logger: logger, responses: compileResponses(cfg.GatewayResponses), maxHeaderBytes: cfg.MaxHeaderBytes}
+	g := &Gateway{name: cfg.Name, logger: logger, responses: compileResponses(cfg.GatewayResponses), maxHeaderBytes: cfg.MaxHeaderBytes, local: o.local}
 	g.obs = newGatewayObserve(cfg, o.observe)
 	g.tunnels, g.endTunnels = context.WithCancel(context.Background())
 
@@ -201,6 +202,10 @@ func (g *Gateway) newRoute(rc config.Route, gatewayTimeout time.Duration, gatewa
 	transport, err := g.routeTransport(rc.Integration.TLS)
 	if err != nil {
 		return nil, err
+	}
+	if rc.Integration.TLS == nil {
+		// A load balancer of this same process: its handler, without a loopback connection.
+		transport = g.local.Transport(target, transport, g.logger)
 	}
 	rt.proxy = proxy.New(proxy.Options{
 		Transport: transport,

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/rampart-edge/rampart/internal/proxy"
 	"github.com/rampart-edge/rampart/internal/ratelimit"
 	"github.com/rampart-edge/rampart/internal/waf"
 )
@@ -12,8 +13,16 @@ type Option func(*options)
 
 type options struct {
 	acl     *waf.WebACL
-	observe observeOptions      // WithMetrics, WithTracer (metrics.go)
-	stores  *ratelimit.Registry // WithStores (stores.go)
+	observe observeOptions       // WithMetrics, WithTracer (metrics.go)
+	stores  *ratelimit.Registry  // WithStores (stores.go)
+	local   *proxy.LocalHandlers // WithLocalHandlers
+}
+
+// WithLocalHandlers makes the routes whose integration is a plain-HTTP listener in local call its
+// handler in-process (proxy.InProcess) instead of over a loopback connection: `rampart run` with
+// the gateway and its load balancer in one process.
+func WithLocalHandlers(local *proxy.LocalHandlers) Option {
+	return func(o *options) { o.local = local }
 }
 
 // WithWebACL makes the gateway evaluate acl on every request, after the request id and the

@@ -30,13 +30,18 @@ import (
 //	go test -run '^$' -bench Chain -benchmem ./internal/topology/
 func BenchmarkChainAllInOne(b *testing.B) {
 	be := newBenchBackend(b)
-	url := startBenchChain(b, be.Listener.Addr().String(), nil)
+	url := startBenchChain(b, be.Listener.Addr().String(), nil, false)
 	b.Run("get64", func(b *testing.B) { benchRequests(b, url, "", false) })
 	b.Run("post4k", func(b *testing.B) { benchRequests(b, url, benchPostBody, false) })
 	b.Run("get64-parallel", func(b *testing.B) { benchRequests(b, url, "", true) })
 	// As `rampart run` serves: with the Prometheus metrics every serving command turns on.
-	withMetrics := startBenchChain(b, be.Listener.Addr().String(), observe.NewMetrics())
+	withMetrics := startBenchChain(b, be.Listener.Addr().String(), observe.NewMetrics(), false)
 	b.Run("get64-metrics", func(b *testing.B) { benchRequests(b, withMetrics, "", false) })
+	// The gateway → load balancer hop over a loopback connection (rampart run --loopback-hop), as
+	// between two processes, instead of in-process.
+	loopback := startBenchChain(b, be.Listener.Addr().String(), nil, true)
+	b.Run("get64-loopback", func(b *testing.B) { benchRequests(b, loopback, "", false) })
+	b.Run("post4k-loopback", func(b *testing.B) { benchRequests(b, loopback, benchPostBody, false) })
 }
 
 // BenchmarkChainBackendOnly is the client and backend share of BenchmarkChainAllInOne: the same
@@ -74,7 +79,7 @@ func benchFreePort(b *testing.B) string {
 
 // startBenchChain serves bench/rampart-chain.yaml's topology (gateway and load balancer in one
 // topology, on free ports) in front of backend, and returns the gateway's URL.
-func startBenchChain(b *testing.B, backend string, metrics *observe.Metrics) string {
+func startBenchChain(b *testing.B, backend string, metrics *observe.Metrics, loopbackHop bool) string {
 	gw, lbAddr := benchFreePort(b), benchFreePort(b)
 	yaml := fmt.Sprintf(`version: 1
 secrets:
@@ -124,7 +129,7 @@ web_acls:
 	sel := Selection{Kinds: map[Kind]bool{KindGateway: true, KindLB: true}}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
-	topo, err := Build(ctx, cfg, sel, Options{Logger: logger, Metrics: metrics})
+	topo, err := Build(ctx, cfg, sel, Options{Logger: logger, Metrics: metrics, LoopbackHop: loopbackHop})
 	if err != nil {
 		cancel()
 		b.Fatal(err)

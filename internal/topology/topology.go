@@ -25,6 +25,7 @@ import (
 	"github.com/rampart-edge/rampart/internal/gateway"
 	"github.com/rampart-edge/rampart/internal/lb"
 	"github.com/rampart-edge/rampart/internal/observe"
+	"github.com/rampart-edge/rampart/internal/proxy"
 	"github.com/rampart-edge/rampart/internal/server"
 	"github.com/rampart-edge/rampart/internal/waf"
 )
@@ -142,6 +143,10 @@ type Options struct {
 	// DrainDelay is how long, once Serve's context is done, the listeners keep accepting while
 	// /readyz answers 503 and every response carries Connection: close (drain.go).
 	DrainDelay time.Duration
+	// LoopbackHop makes a gateway call a load balancer of the same process over a loopback
+	// connection, as it calls one on another host. By default it calls the load balancer's
+	// handler in-process (proxy.InProcess; docs/performance.md).
+	LoopbackHop bool
 }
 
 // build builds the selected components of cfg. It loads (creating when absent) only the keyrings
@@ -177,15 +182,9 @@ func build(ctx context.Context, cfg *config.Config, sel Selection, opts Options,
 	if err != nil {
 		return nil, err
 	}
-	for _, gc := range gateways {
-		g, err := gateway.New(gc, keyrings, logger, append(t.observe.gatewayOptions(), gateway.WithWebACL(acls[gc.WebACL]), gateway.WithStores(ps.rateLimits()))...)
-		if err != nil {
-			return nil, err // already names the gateway
-		}
-		t.closers = append(t.closers, g.Close)
-		t.add(Endpoint{Kind: KindGateway, Name: gc.Name, Listen: gc.Listen, Note: "CORS " + gc.CORS.Mode}, nil, g)
-	}
-
+	// Plain-HTTP load balancer listeners, for the gateways; they keep the header limit of the
+	// listener's server, which an in-process request never crosses.
+	local := &proxy.LocalHandlers{MaxHeaderBytes: server.MaxHeaderBytes}
 	if len(lbs) > 0 {
 		for _, lc := range lbs {
 			lbOpts := t.observe.lbOptions()
@@ -214,9 +213,31 @@ func build(ctx context.Context, cfg *config.Config, sel Selection, opts Options,
 				if err := t.listenerTLS(li); err != nil {
 					return nil, fmt.Errorf("load balancer %q: listener %s: %w", lc.Name, li.Listen, err)
 				}
+				if li.TLS == nil && !opts.LoopbackHop {
+					if err := local.Add(li.Listen, l.Handler(i)); err != nil {
+						return nil, fmt.Errorf("load balancer %q: %w", lc.Name, err)
+					}
+				}
 			}
 		}
 	}
+
+	// Gateways come after the load balancers so that a gateway can call a load balancer of this
+	// process in-process (proxy.LocalHandlers); their endpoints still come first, as the tier
+	// the public calls.
+	lbEndpoints := t.endpoints
+	lbPublic := t.Endpoints
+	t.endpoints, t.Endpoints = nil, nil
+	for _, gc := range gateways {
+		g, err := gateway.New(gc, keyrings, logger, append(t.observe.gatewayOptions(), gateway.WithWebACL(acls[gc.WebACL]), gateway.WithStores(ps.rateLimits()), gateway.WithLocalHandlers(local))...)
+		if err != nil {
+			return nil, err // already names the gateway
+		}
+		t.closers = append(t.closers, g.Close)
+		t.add(Endpoint{Kind: KindGateway, Name: gc.Name, Listen: gc.Listen, Note: "CORS " + gc.CORS.Mode}, nil, g)
+	}
+	t.endpoints = append(t.endpoints, lbEndpoints...)
+	t.Endpoints = append(t.Endpoints, lbPublic...)
 
 	for _, ac := range apps {
 		if err := t.addApp(ctx, ac, sel.Listen, logger, &ps.stores); err != nil {
