@@ -430,13 +430,20 @@ func (d *decoder) decodeHeaders(n *yaml.Node, v reflect.Value, path string) {
 			}
 		}
 		t, err := ParseTemplate(rv.Value, lookup)
-		if err != nil {
-			d.nodeErr(val, child, "", "%s", err)
+		if unset != "" {
+			// The same message as ParseTemplate's, should the scope use this header: the variable
+			// comes before any other mistake of the value, which is what the whole file reports.
+			d.deferEnvErr(val, child, false, "", "environment variable %s is not set (referenced as ${env:%s})", unset, unset)
+			if err != nil {
+				// A scope that does not use the header still gets the mistake, which is no
+				// stand-in's: a syntax error is reported whatever the scope.
+				u := &d.deferred[len(d.deferred)-1]
+				u.otherwise = &Error{File: d.file, Line: val.Line, Col: val.Column, Path: child, Msg: err.Error()}
+			}
 			continue
 		}
-		if unset != "" {
-			// The same message as ParseTemplate's, should the scope use this header.
-			d.deferEnvErr(val, child, false, "", "environment variable %s is not set (referenced as ${env:%s})", unset, unset)
+		if err != nil {
+			d.nodeErr(val, child, "", "%s", err)
 			continue
 		}
 		if msg, hint := checkHeaderTemplate(t); msg != "" {

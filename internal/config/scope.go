@@ -16,10 +16,10 @@ import (
 // A process of a narrower scope requires the variables referenced by:
 //   - the selected gateways, load balancers or app groups (every key under them), and the name
 //     of every component of a selected kind (the name decides what --name selects);
-//   - the web ACLs that a selected gateway or load balancer listener names, and then the name of
-//     every web ACL;
+//   - the web ACLs that a selected gateway or load balancer listener names, and then, when there
+//     is one, the name of every web ACL;
 //   - the secrets that those gateways (request_headers, api_keys) and web ACLs (origin_verify)
-//     reference, and every secret written with a variable in its name;
+//     reference, and then, when there is one, every secret written with a variable in its name;
 //   - every gateway's api_keys.header, which every process redacts from its logs;
 //   - admin, tracing, version and any other top-level section, which every process reads.
 //
@@ -51,6 +51,9 @@ type deferredEnv struct {
 	path string
 	key  bool // the reference is in a mapping key, such as a secret's name
 	err  *Error
+	// otherwise, when set, is reported instead of err when the scope does not use the value: a
+	// mistake read after the variable, which the whole file reports once the variable is set.
+	otherwise *Error
 }
 
 // scopeNeeds is what one Scope uses of one decoded file.
@@ -146,6 +149,9 @@ func (s Scope) settle(cfg *Config, d *decoder) func(path string) bool {
 			d.errs = append(d.errs, u.err)
 			continue
 		}
+		if u.otherwise != nil {
+			d.errs = append(d.errs, u.otherwise)
+		}
 		if e, unused := n.entry(u.path); unused {
 			tainted[e] = true
 		}
@@ -235,9 +241,12 @@ func (n *scopeNeeds) aclName(i int) string {
 	return n.aclNames[i]
 }
 
-// listIndex splits "top[i]rest" into i and rest.
+// listIndex splits "top[i]rest" into i and rest; false when path is not in list top.
 func listIndex(path, top string) (int, string, bool) {
-	s := path[len(top):]
+	s, ok := strings.CutPrefix(path, top)
+	if !ok {
+		return 0, "", false
+	}
 	if !strings.HasPrefix(s, "[") {
 		return 0, "", false
 	}

@@ -214,3 +214,72 @@ func TestSwitchRetire(t *testing.T) {
 		})
 	}
 }
+
+// TestSwitchRetireStates: Retire returns promptly, closes the socket and hands back the current
+// generation whatever state the switch is in: Run never started, Run already returned on an
+// accept error, or the switch already retired (a reload and a stop racing for one listener).
+func TestSwitchRetireStates(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, sw *Switch)
+	}{
+		{"run never started", func(*testing.T, *Switch) {}},
+		{"run returned on an accept error", func(t *testing.T, sw *Switch) {
+			runDone := make(chan error, 1)
+			go func() { runDone <- sw.Run() }()
+			waitFor(t, func() bool { sw.mu.Lock(); defer sw.mu.Unlock(); return sw.running })
+			// A listening socket shut down for reading fails every Accept without being closed.
+			rc, err := sw.ln.(*net.TCPListener).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = shutdownRead(fd) }); err != nil {
+				t.Fatal(err)
+			}
+			if serr != nil {
+				t.Skipf("shutdown(SHUT_RD): %v", serr)
+			}
+			select {
+			case err := <-runDone:
+				if err == nil {
+					t.Skip("Accept did not fail on a socket shut down for reading")
+				}
+			case <-time.After(5 * time.Second):
+				t.Skip("Accept did not fail on a socket shut down for reading")
+			}
+		}},
+		{"already retired", func(t *testing.T, sw *Switch) {
+			go func() { _ = sw.Run() }()
+			waitFor(t, func() bool { sw.mu.Lock(); defer sw.mu.Unlock(); return sw.running })
+			sw.Retire(context.Background())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sw, err := Open("127.0.0.1:0", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sw.Install(Generation{Name: "t", Handler: http.NotFoundHandler()})
+			want := sw.Current()
+			tc.setup(t, sw)
+			done := make(chan *Serving, 1)
+			go func() { done <- sw.Retire(context.Background()) }()
+			select {
+			case v := <-done:
+				if v != want {
+					t.Errorf("Retire returned %p, want the current generation %p", v, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Retire did not return")
+			}
+			if c, err := net.DialTimeout("tcp", sw.Addr().String(), time.Second); err == nil {
+				c.Close()
+				t.Error("the socket still accepts after Retire returned")
+			}
+			if err := want.Shutdown(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
