@@ -212,9 +212,22 @@ func TestManyReloadsLeakNothing(t *testing.T) {
 	topo := serveFile(t, path, Selection{Kinds: map[Kind]bool{KindGateway: true, KindLB: true, KindApp: true, KindAdmin: true}}, &syncBuffer{})
 	waitFor(t, "serving", func() bool { return originAllowed(t, gw, "http://o0.example") })
 
+	// The SQLite store's files are counted apart: its pool opens up to 4 connections (each the
+	// database and its -wal file) as load comes and goes, a bound of its own, not a leak.
+	const sqliteFDsMax = 4*2 + 1
+	sqliteFDs := func() int {
+		n := 0
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); strings.HasPrefix(l, dir) && strings.Contains(l, ".db") {
+				n++
+			}
+		}
+		return n
+	}
 	fds := func() int {
 		ents, _ := os.ReadDir("/proc/self/fd")
-		return len(ents)
+		return len(ents) - sqliteFDs()
 	}
 	reload := func(i int) {
 		origin := fmt.Sprintf("http://o%d.example", i)
@@ -248,13 +261,13 @@ func TestManyReloadsLeakNothing(t *testing.T) {
 		g1, f1 = runtime.NumGoroutine(), fds()
 	}
 	t.Logf("after 3 reloads: %d goroutines, %d fds; after 28: %d goroutines, %d fds", g0, f0, g1, f1)
-	if g1 > g0+5 || f1 > f0+5 {
+	if g1 > g0+5 || f1 > f0+5 || sqliteFDs() > sqliteFDsMax {
 		ents, _ := os.ReadDir("/proc/self/fd")
 		for _, e := range ents {
 			l, _ := os.Readlink("/proc/self/fd/" + e.Name())
 			t.Log("open:", e.Name(), l)
 		}
-		t.Fatalf("25 reloads grew goroutines %d → %d, open files %d → %d", g0, g1, f0, f1)
+		t.Fatalf("25 reloads grew goroutines %d → %d, open files %d → %d (SQLite's apart: %d, at most %d)", g0, g1, f0, f1, sqliteFDs(), sqliteFDsMax)
 	}
 }
 
