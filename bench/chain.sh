@@ -91,38 +91,8 @@ rss_kib() {
 	echo $max
 }
 
-nginx_conf() { # nginx_conf N LISTEN UPSTREAM
-	mkdir -p "$work/nginx$1"
-	local user=""
-	[ "$(id -u)" -eq 0 ] && user="user root;"
-	cat >"$work/nginx$1/nginx.conf" <<EOF
-$user
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx$1/nginx.pid;
-error_log $work/nginx$1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx$1/body;
-  proxy_temp_path $work/nginx$1/proxy;
-  fastcgi_temp_path $work/nginx$1/fastcgi;
-  uwsgi_temp_path $work/nginx$1/uwsgi;
-  scgi_temp_path $work/nginx$1/scgi;
-  upstream next { server $3; keepalive 256; }
-  server {
-    listen $2;
-    location / {
-      proxy_pass http://next;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
-	echo "$work/nginx$1/nginx.conf"
-}
+# shellcheck source=bench/nginx-conf.sh
+source bench/nginx-conf.sh
 
 # up CONFIG: starts the proxies of CONFIG; prints "URL PID..." (the PIDs whose CPU and RSS count).
 up() {

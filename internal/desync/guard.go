@@ -735,9 +735,19 @@ func (c *conn) reject(v *Verdict) {
 	if v.GoRejects && v.Class < Severe {
 		reason = ReasonBadRequest
 	}
-	source, _, _ := net.SplitHostPort(c.key)
-	c.g.logger().LogAttrs(context.Background(), slog.LevelInfo, "access",
-		slog.String("listener", c.g.Listener),
+	c.g.logBlocked(context.Background(), v, c.key, reason)
+	c.touch()
+	_, _ = c.Conn.Write([]byte(blockedResponse))
+	c.linger()
+	c.err = errBlocked
+}
+
+// logBlocked writes the access line of a request the guard answered 400 itself, with the fields
+// the listeners' access logs have. remote is the client's address (host:port).
+func (g *Guard) logBlocked(ctx context.Context, v *Verdict, remote, reason string) {
+	source, _, _ := net.SplitHostPort(remote)
+	g.logger().LogAttrs(ctx, slog.LevelInfo, "access",
+		slog.String("listener", g.Listener),
 		slog.String("method", clip(v.Method, 32)),
 		slog.String("path", clip(v.Path, 256)),
 		slog.Int("status", http.StatusBadRequest),
@@ -747,10 +757,6 @@ func (c *conn) reject(v *Verdict) {
 		slog.String("classification", v.Class.String()),
 		slog.String("classification_reason", v.Reason),
 	)
-	c.touch()
-	_, _ = c.Conn.Write([]byte(blockedResponse))
-	c.linger()
-	c.err = errBlocked
 }
 
 // badBody ends a connection whose chunked body is malformed. The head was already handed to

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -60,12 +59,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		v.ctx = verdictContext{Context: r.Context(), v: v}
-		r = r.WithContext(&v.ctx)
-		if v.CloseConns {
-			w.Header().Set("Connection", "close")
-			r.Header.Del("Upgrade")
-		}
+		r = v.attach(w, r)
 		if v.upgrade {
 			w = &upgradeWriter{ResponseWriter: w, gc: gc, v: v}
 		}
@@ -112,18 +106,7 @@ func (g *Guard) serveInProcess(w http.ResponseWriter, r *http.Request, next http
 	v := classifyForwarded(r)
 	v.apply(g.mode())
 	if v.Block {
-		source, _, _ := net.SplitHostPort(r.RemoteAddr)
-		g.logger().LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("listener", g.Listener),
-			slog.String("method", clip(v.Method, 32)),
-			slog.String("path", clip(v.Path, 256)),
-			slog.Int("status", http.StatusBadRequest),
-			slog.String("source_ip", source),
-			slog.String("target", ""),
-			slog.String("error_reason", ReasonDesync),
-			slog.String("classification", v.Class.String()),
-			slog.String("classification_reason", v.Reason),
-		)
+		g.logBlocked(r.Context(), v, r.RemoteAddr, ReasonDesync)
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -133,13 +116,20 @@ func (g *Guard) serveInProcess(w http.ResponseWriter, r *http.Request, next http
 		_, _ = io.WriteString(w, blockedBody)
 		return
 	}
+	next.ServeHTTP(w, v.attach(w, r))
+}
+
+// attach gives r's handler its verdict (FromContext) and, for an ambiguous request in defensive
+// mode, answers with Connection: close and without the Upgrade header (a tunnel would outlive the
+// close).
+func (v *Verdict) attach(w http.ResponseWriter, r *http.Request) *http.Request {
 	v.ctx = verdictContext{Context: r.Context(), v: v}
 	r = r.WithContext(&v.ctx)
 	if v.CloseConns {
 		w.Header().Set("Connection", "close")
 		r.Header.Del("Upgrade")
 	}
-	next.ServeHTTP(w, r)
+	return r
 }
 
 // classifyForwarded classifies the head net/http's client writes for r, a request as a server
