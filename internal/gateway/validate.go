@@ -182,7 +182,7 @@ func checkBody(schema *jsonschema.Schema, body []byte) []fieldError {
 				}
 				return
 			case *kind.AdditionalProperties:
-				for _, name := range k.Properties {
+				for _, name := range slices.Sorted(slices.Values(k.Properties)) {
 					out = append(out, fieldError{Field: shortError(jsonPointer(append(slices.Clip(e.InstanceLocation), name))), Error: "property is not allowed"})
 				}
 				return
@@ -194,7 +194,12 @@ func checkBody(schema *jsonschema.Schema, body []byte) []fieldError {
 			out = append(out, fieldError{Field: shortError(jsonPointer(e.InstanceLocation)), Error: shortError(msg)})
 			return
 		}
-		for _, c := range e.Causes {
+		// The library lists the causes of an object's properties in map order: sorted, the same
+		// body always gets the same errors, and the same ten when there are more.
+		causes := slices.SortedStableFunc(slices.Values(e.Causes), func(a, b *jsonschema.ValidationError) int {
+			return slices.Compare(a.InstanceLocation, b.InstanceLocation)
+		})
+		for _, c := range causes {
 			walk(c)
 		}
 	}
