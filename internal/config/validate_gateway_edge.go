@@ -55,6 +55,13 @@ func longestIntegrationTimeout(g *Gateway) time.Duration {
 // It is called from checkGatewayAccess.
 func (c *checker) checkGatewayEdge(p string, g *Gateway) {
 	c.responseHeaders(p+".response_headers", g.ResponseHeaders)
+	// Headers the gateway maps to a secret: the origin-verify header the load balancer checks.
+	var secretHeaders []string
+	for _, h := range g.RequestHeaders {
+		if len(h.Value.Secrets()) > 0 {
+			secretHeaders = append(secretHeaders, h.Name)
+		}
+	}
 	for i := range g.Routes {
 		r := &g.Routes[i]
 		rp := idx(p, "routes", i)
@@ -63,6 +70,15 @@ func (c *checker) checkGatewayEdge(p string, g *Gateway) {
 			if len(h.Value.Secrets()) > 0 {
 				c.errf(join(rp+".request_headers", h.Name), "map secrets in the gateway's request_headers; a route adds or overrides other headers",
 					"a route's request_headers cannot reference a secret")
+				continue
+			}
+			// A route's entry replaces the gateway's of the same name: the secret would never
+			// reach the load balancer, which would refuse every request of the route.
+			for _, name := range secretHeaders {
+				if sameHeaderName(name, h.Name) {
+					c.errf(join(rp+".request_headers", h.Name), "remove it from the route, or map it in the gateway's request_headers only",
+						"the gateway's request_headers map %s to a secret (origin verification); a route cannot override it", name)
+				}
 			}
 		}
 		c.responseHeaders(rp+".response_headers", r.ResponseHeaders)
@@ -434,4 +450,10 @@ func (c *checker) gatewayListener(p string, g *Gateway) {
 				"write_timeout %s would cut a slow backend's answer before the gateway could send 504", g.WriteTimeout.Duration)
 		}
 	}
+}
+
+// sameHeaderName reports whether a and b name the same header as a backend sees it: case does not
+// matter, and CGI-style servers read "_" as "-".
+func sameHeaderName(a, b string) bool {
+	return strings.EqualFold(strings.ReplaceAll(a, "_", "-"), strings.ReplaceAll(b, "_", "-"))
 }
