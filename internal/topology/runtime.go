@@ -410,13 +410,19 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 		return errors.New("not serving: reload refused")
 	}
 	began := time.Now()
-	if skipSame {
-		if cfg, err := t.sel.ConfigScope().Load(t.opts.ConfigPath); err == nil && ConfigHash(cfg) == t.current().hash {
-			t.logger.Debug("config file changed, but not the config: nothing to reload", "config", t.opts.ConfigPath)
-			return errUnchanged
-		}
+	// The file is read and checked once: the hash comparison and the build use the same config.
+	cfg, err := t.sel.ConfigScope().Load(t.opts.ConfigPath)
+	if skipSame && err == nil && ConfigHash(cfg) == t.current().hash {
+		t.logger.Debug("config file changed, but not the config: nothing to reload", "config", t.opts.ConfigPath)
+		return errUnchanged
 	}
-	g, err := t.buildFromFile(ctx)
+	var g *generation
+	if err != nil {
+		var ce config.Errors
+		err = &ReloadError{Invalid: errors.As(err, &ce), Err: err}
+	} else if g, err = build(ctx, cfg, t.sel, t.opts, &t.persist, t.api); err != nil {
+		err = &ReloadError{Err: err}
+	}
 	if err == nil {
 		err = t.swap(g)
 		if err != nil {
@@ -452,19 +458,6 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 		t.opts.Metrics.ReloadSucceeded(st.Hash)
 	}
 	return err
-}
-
-func (t *Topology) buildFromFile(ctx context.Context) (*generation, error) {
-	cfg, err := t.sel.ConfigScope().Load(t.opts.ConfigPath)
-	if err != nil {
-		var ce config.Errors
-		return nil, &ReloadError{Invalid: errors.As(err, &ce), Err: err}
-	}
-	g, err := build(ctx, cfg, t.sel, t.opts, &t.persist, t.api)
-	if err != nil {
-		return nil, &ReloadError{Err: err}
-	}
-	return g, nil
 }
 
 // swap puts g in place of the current generation. The caller holds mu.
