@@ -181,14 +181,9 @@ func (t *InProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		base = t.baseContext()
 	}
 	ctx, cancel := context.WithCancel(base)
-	stop := context.AfterFunc(req.Context(), cancel)
-	release := func() {
-		stop()
-		cancel()
-	}
 	in, err := t.serverRequest(ctx, req)
 	if err != nil {
-		release()
+		cancel()
 		if req.Body != nil {
 			_ = req.Body.Close()
 		}
@@ -199,18 +194,25 @@ func (t *InProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		in.Header["Accept-Encoding"] = []string{"gzip"}
 	}
 	if headBytes(in) > t.maxHeaderBytes()+4096 { // net/http's server reads up to that much
-		release()
+		cancel()
 		_ = in.Body.Close()
 		return headerTooLarge(req), nil
 	}
-	ex := &exchange{out: req, in: in, cancel: release, header: http.Header{}, head: make(chan struct{}), logger: t.Logger}
+	ex := &exchange{out: req, in: in, cancelCtx: cancel, header: http.Header{}, head: make(chan struct{}), logger: t.Logger}
+	// The caller going away is a connection closing: the handler's context ends, its reads of the
+	// request body and writes of the response fail (exchange.abort).
+	ex.stopAbort = context.AfterFunc(req.Context(), ex.abort)
 	if in.Body != http.NoBody {
 		in.Body = &watchedBody{ReadCloser: in.Body, ex: ex}
 	}
 	ex.bodyAllowed = true
 	ex.isHead = in.Method == http.MethodHead
 	ex.trace = httptrace.ContextClientTrace(req.Context())
-	go ex.serve(t.Handler)
+	handler := t.Handler
+	if in.RequestURI == "*" && in.Method == http.MethodOptions {
+		handler = globalOptions // net/http's server answers OPTIONS * itself
+	}
+	go ex.serve(handler)
 	select {
 	case <-ex.head:
 		if ex.err != nil {
@@ -226,9 +228,18 @@ func (t *InProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return res, nil
 	case <-req.Context().Done():
-		release()
-		// The handler sees its context done; once it answers, its response has nobody to read it.
+		// ctx's AfterFunc may not have started yet, and release would stop it: abort here. The
+		// handler sees its context done; once it answers, its response has nobody to read it.
+		ex.release()
+		first := ex.markAborted()
+		// A 1xx being relayed ends first, and none starts after this: the caller writes its
+		// own error response next.
+		ex.relaying.Lock()
+		ex.relaying.Unlock()
 		go func() {
+			if first {
+				ex.finishAbort()
+			}
 			<-ex.head
 			if ex.res != nil {
 				_ = ex.res.Body.Close()
@@ -237,6 +248,15 @@ func (t *InProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, req.Context().Err()
 	}
 }
+
+// globalOptions is net/http's server's answer to "OPTIONS *" (globalOptionsHandler): an empty 200,
+// after draining a small body.
+var globalOptions = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", "0")
+	if r.ContentLength != 0 {
+		_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 4<<10))
+	}
+})
 
 func (t *InProcess) maxHeaderBytes() int {
 	if t.MaxHeaderBytes > 0 {

@@ -96,6 +96,14 @@ func (t *InProcess) serverRequest(ctx context.Context, req *http.Request) (*http
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		RemoteAddr: t.RemoteAddr,
 	}
+	// The client writes "Connection: close" for Close (unless the header says it already), and
+	// the server reads the token back as Close.
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
+		in.Close = true
+	} else if req.Close {
+		h["Connection"] = append(h["Connection"], "close")
+		in.Close = true
+	}
 	switch body := req.Body; {
 	case body == nil || body == http.NoBody:
 		in.Body = http.NoBody
@@ -174,12 +182,8 @@ func (p *probedBody) probe() {
 	p.b = b[0]
 	p.mu.Lock()
 	p.probed = true
-	closed := p.closed
 	p.mu.Unlock()
 	close(p.done)
-	if closed {
-		_ = p.rc.Close()
-	}
 }
 
 func (p *probedBody) Read(b []byte) (int, error) {
@@ -201,8 +205,10 @@ func (p *probedBody) Read(b []byte) (int, error) {
 	return p.rc.Read(b)
 }
 
-// Close closes the body, or leaves that to the probe while its read is still blocked: closing
-// net/http's body waits for a read in progress to end.
+// Close closes the body. While the probe's read is still blocked it does so on a goroutine of its
+// own, as http.Transport closes a request body that its writer may still be reading: that ends
+// the read of a body such as a pipe, while closing a server's request body waits for the read in
+// progress, which must not hold the handler.
 func (p *probedBody) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -211,6 +217,7 @@ func (p *probedBody) Close() error {
 	}
 	p.closed = true
 	if !p.probed {
+		go func() { _ = p.rc.Close() }()
 		return nil
 	}
 	return p.rc.Close()

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -28,17 +29,28 @@ const bufferBeforeStreaming = 2048
 type exchange struct {
 	out    *http.Request // the caller's request
 	in     *http.Request // the handler's
-	cancel context.CancelFunc
 	logger *slog.Logger
+	// cancelCtx ends the handler's context; stopAbort unregisters abort from the caller's.
+	cancelCtx context.CancelFunc
+	stopAbort func() bool
+	// aborted is the caller's context's cause once abort ran; pr is the response pipe's reader
+	// once there is one. abort and commit each look at what the other stored.
+	aborted atomic.Pointer[error]
+	pr      atomic.Pointer[io.PipeReader]
+	// relaying is held while a 1xx is handed to the caller's trace, which writes it to its own
+	// client: RoundTrip takes it before it returns the caller's cancellation, so that the
+	// caller's error response never races with a 1xx.
+	relaying sync.Mutex
 
 	header      http.Header // the handler's, live
 	sent        http.Header // header as of WriteHeader: what the response carries
 	status      int
 	committed   bool
-	bodyAllowed bool  // by the status: not for 204 and 304
-	isHead      bool  // the body is computed (length, type) and dropped, as for a HEAD on a connection
-	declared    int64 // Content-Length the handler declared, -1 when none
-	written     int64
+	bodyAllowed bool   // by the status: not for 204 and 304
+	isHead      bool   // the body is computed (length, type) and dropped, as for a HEAD on a connection
+	declared    int64  // Content-Length the handler declared, -1 when none
+	written     int64  // what the handler tried to write, as net/http counts it: refused writes too
+	accepted    int64  // what it wrote: the body the caller gets
 	buf         []byte // body written before the commit
 	pw          *io.PipeWriter
 	trailerRes  *http.Response         // trailer values for pipeBody to hand over at the end of the body
@@ -67,6 +79,11 @@ func (ex *exchange) WriteHeader(code int) {
 		// (ReverseProxy relays it to its own client); as net/http's server writes it, it
 		// carries the header map as it is now, which the handler keeps for the final response.
 		if ex.trace != nil && ex.trace.Got1xxResponse != nil {
+			ex.relaying.Lock()
+			defer ex.relaying.Unlock()
+			if ex.aborted.Load() != nil {
+				return // the caller has gone, or is going with an error of its own
+			}
 			h := make(textproto.MIMEHeader, len(ex.header))
 			for k, vs := range wireHeader(ex.header) {
 				if k != "Content-Length" && k != "Transfer-Encoding" {
@@ -101,13 +118,19 @@ func (ex *exchange) Write(p []byte) (int, error) {
 	if ex.status == 0 {
 		ex.WriteHeader(http.StatusOK)
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if !ex.bodyAllowed {
 		return 0, http.ErrBodyNotAllowed
 	}
-	if ex.declared >= 0 && ex.written+int64(len(p)) > ex.declared {
+	// A write over the declared length is refused and still counted, as net/http's server
+	// does: every later write is refused too.
+	ex.written += int64(len(p))
+	if ex.declared >= 0 && ex.written > ex.declared {
 		return 0, http.ErrContentLength
 	}
-	ex.written += int64(len(p))
+	ex.accepted += int64(len(p))
 	if !ex.committed {
 		if len(ex.buf)+len(p) <= bufferBeforeStreaming {
 			ex.buf = append(ex.buf, p...)
@@ -132,6 +155,11 @@ func (ex *exchange) Flush() {
 		_ = ex.commitStreaming(nil)
 	}
 }
+
+// EnableFullDuplex is http.ResponseController's: the handler may read the request body while it
+// writes its response. In process it always can (the body is the caller's stream), so it says yes
+// as net/http's server does.
+func (ex *exchange) EnableFullDuplex() error { return nil }
 
 // commitStreaming commits the response with a body that streams, and sends what is buffered;
 // next is the write that did not fit, which the Content-Type is sniffed from when nothing is.
@@ -208,7 +236,7 @@ func (ex *exchange) commit(done bool, next []byte) {
 			res.TransferEncoding = []string{"chunked"}
 		}
 		body := &bufferedBody{r: bytes.NewReader(ex.buf), ex: ex}
-		if ex.declared >= 0 && ex.written < ex.declared {
+		if ex.declared >= 0 && ex.accepted < ex.declared {
 			body.err = io.ErrUnexpectedEOF // shorter than declared, as a client would see it
 		}
 		res.Body = body
@@ -217,12 +245,56 @@ func (ex *exchange) commit(done bool, next []byte) {
 		pr, pw := io.Pipe()
 		ex.pw = pw
 		res.Body = &pipeBody{pr: pr, ex: ex}
+		ex.pr.Store(pr)
+		if err := ex.aborted.Load(); err != nil {
+			_ = pr.CloseWithError(*err)
+		}
 		if res.ContentLength < 0 {
 			res.TransferEncoding = []string{"chunked"}
 		}
 	}
 	ex.res = res
 	close(ex.head)
+}
+
+// release ends the exchange on the handler's side: its context is done, and the caller's no
+// longer matters to it.
+func (ex *exchange) release() {
+	ex.stopAbort()
+	ex.cancelCtx()
+}
+
+// abort is what the caller's context ending does to an exchange still running, as a client
+// closing its connection does: the handler's context ends, a response body still being written
+// fails for both sides (its reader with the caller's context's cause, as http.Transport's does),
+// and the request body is closed, which ends a handler's read that waits for more of it.
+// Closing a server's request body waits for a read in progress, so abort runs on its own
+// goroutine (context.AfterFunc's, or RoundTrip's).
+func (ex *exchange) abort() {
+	if ex.markAborted() {
+		ex.finishAbort()
+	}
+}
+
+// markAborted records the caller's context's cause; false when abort has already begun.
+func (ex *exchange) markAborted() bool {
+	err := context.Cause(ex.out.Context())
+	if err == nil {
+		err = context.Canceled
+	}
+	return ex.aborted.CompareAndSwap(nil, &err)
+}
+
+// finishAbort is the rest of abort, once markAborted said so.
+func (ex *exchange) finishAbort() {
+	err := *ex.aborted.Load()
+	ex.cancelCtx()
+	if pr := ex.pr.Load(); pr != nil {
+		_ = pr.CloseWithError(err)
+	}
+	if ex.out.Body != nil {
+		_ = ex.out.Body.Close()
+	}
 }
 
 // trailers sets the trailer values the handler left in its header map on res: the declared ones
@@ -244,7 +316,7 @@ func (ex *exchange) trailers(res *http.Response) {
 // that panics with the header still held gets an error instead of a response; one that panics
 // later cuts the body short. http.ErrAbortHandler is the quiet way to do that.
 func (ex *exchange) serve(h http.Handler) {
-	defer ex.cancel() // as net/http does once a handler returns
+	defer ex.release() // as net/http does once a handler returns
 	defer func() {
 		p := recover()
 		if ex.in.Body != nil {
@@ -259,7 +331,7 @@ func (ex *exchange) serve(h http.Handler) {
 			if !ex.committed {
 				ex.committed = true
 				ex.err = errHandlerPanicked
-				ex.cancel()
+				ex.release()
 				close(ex.head)
 			} else if ex.pw != nil {
 				_ = ex.pw.CloseWithError(io.ErrUnexpectedEOF)
@@ -282,7 +354,7 @@ func (ex *exchange) serve(h http.Handler) {
 			ex.trailerRes.Trailer = http.Header{}
 		}
 		ex.trailers(ex.trailerRes)
-		if ex.bodyAllowed && ex.declared >= 0 && ex.written < ex.declared {
+		if ex.bodyAllowed && ex.declared >= 0 && ex.accepted < ex.declared {
 			_ = ex.pw.CloseWithError(io.ErrUnexpectedEOF) // shorter than declared, as a client would see it
 			return
 		}
@@ -321,7 +393,7 @@ func (b *bufferedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 func (b *bufferedBody) Close() error {
-	b.ex.cancel()
+	b.ex.release()
 	return nil
 }
 
@@ -334,6 +406,11 @@ type pipeBody struct {
 
 func (b *pipeBody) Read(p []byte) (int, error) {
 	n, err := b.pr.Read(p)
+	if err != nil && err != io.EOF {
+		if cause := b.ex.aborted.Load(); cause != nil {
+			err = *cause // the pipe's reader says only io.ErrClosedPipe
+		}
+	}
 	if err == io.EOF && b.ex.trailerRes != nil {
 		// The handler set trailerRes before closing the pipe, which this EOF follows.
 		res := b.ex.res
@@ -348,7 +425,7 @@ func (b *pipeBody) Read(p []byte) (int, error) {
 	return n, err
 }
 func (b *pipeBody) Close() error {
-	b.ex.cancel()
+	b.ex.release()
 	return b.pr.CloseWithError(errors.New("in-process response body closed"))
 }
 

@@ -30,6 +30,7 @@ type handlerSaw struct {
 	Body                                                     string
 	RemoteIP                                                 string
 	LocalPort                                                string
+	Close                                                    bool // the connection ends after this exchange
 	// What the handler's context holds: a server's context has no deadline and none of the
 	// caller's values (callerKey).
 	CallerValue, Deadline bool
@@ -73,7 +74,7 @@ func observeRequest(r *http.Request) handlerSaw {
 		Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.Path, RawPath: r.URL.RawPath,
 		RawQuery: r.URL.RawQuery, Host: r.Host, Proto: r.Proto, Header: r.Header.Clone(),
 		ContentLength: r.ContentLength, TransferEncoding: r.TransferEncoding, Body: short(string(body)),
-		RemoteIP: ip, LocalPort: lport,
+		RemoteIP: ip, LocalPort: lport, Close: r.Close,
 	}
 }
 
@@ -406,7 +407,7 @@ func roundTrip(t *testing.T, rt http.RoundTripper, req *http.Request, record *ha
 }
 
 func TestInProcessMatchesAConnection(t *testing.T) {
-	for _, tc := range parityCases(t) {
+	for _, tc := range append(parityCases(t), edgeParityCases(t)...) {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			var record handlerSaw
