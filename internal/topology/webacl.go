@@ -34,6 +34,8 @@ func (t *generation) buildWebACLs(cfg *config.Config, gateways []config.Gateway,
 			return nil, fmt.Errorf("web ACL %q: %w", ac.Name, err)
 		}
 		acls[ac.Name] = acl
+		// Once the generation has drained: a CRS build no other generation uses is freed.
+		t.closers = append(t.closers, acl.Close)
 	}
 	return acls, nil
 }

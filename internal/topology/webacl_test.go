@@ -1,9 +1,13 @@
 package topology
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -107,5 +111,56 @@ admin:
 		t.Errorf("POST /waf/matches: %v %v, want 405", resp, err)
 	} else {
 		resp.Body.Close()
+	}
+}
+
+// A reload that changes the CRS settings frees the old compiled CRS once the generation that used
+// it has retired: reloads that tune paranoia levels must not pile up builds of tens of MiB.
+func TestReloadFreesTheReplacedCRS(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rampart.yaml")
+	lbAddr := freePort(t, "127.0.0.1")
+	write := func(level int) {
+		t.Helper()
+		yaml := fmt.Sprintf(`version: 1
+load_balancers:
+  - name: lb
+    listeners:
+      - listen: %s
+        web_acl: edge
+        default_action: {fixed_response: {status: 200, body: ok}}
+web_acls:
+  - name: edge
+    default_action: allow
+    rules:
+      - {name: crs, priority: 1, action: block, statement: {managed_rule_group: {name: owasp-crs, paranoia_level: %d}}}
+`, lbAddr, level)
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1)
+	topo := serveFile(t, path, Selection{Kinds: map[Kind]bool{KindLB: true}}, &syncBuffer{})
+	shared := topo.persist.wafShared()
+	if n := shared.ManagedGroups(); n != 1 {
+		t.Fatalf("at start: %d compiled CRS groups, want 1", n)
+	}
+	for i, level := range []int{2, 2, 1} {
+		write(level)
+		if err := topo.Reload(context.Background(), "test"); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		topo.retiring.Wait() // the replaced generation has drained and closed
+		if n := shared.ManagedGroups(); n != 1 {
+			t.Fatalf("after reload %d (paranoia level %d): %d compiled CRS groups, want 1", i, level, n)
+		}
+	}
+	resp, err := http.Get("http://" + lbAddr + "/items?id=" + url.QueryEscape("1' UNION SELECT password FROM users--"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("SQL injection after the reloads: %d, want 403 (the CRS of the running generation)", resp.StatusCode)
 	}
 }

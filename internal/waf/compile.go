@@ -22,6 +22,7 @@ type builder struct {
 	bodyLimit int    // the ACL's body_inspection_limit
 	crsExtra  string // directives added before the CRS rules (the regression test's setup)
 	shared    *Shared
+	crs       []*crsGroup // the managed rule groups the ACL holds a reference to
 }
 
 // compile returns the condition for s. path names the statement in errors ("statement.not.and[1]").

@@ -32,6 +32,10 @@ type crsGroup struct {
 	waf      coraza.WAF
 	detect   bool
 	oversize string
+	// key is the group's entry in Shared.crs, and refs the ACLs built with it that are not
+	// closed yet (guarded by Shared.mu): the last one to close releases the compiled rules.
+	key  string
+	refs int
 }
 
 // crsResult is what the CRS found in one request.
@@ -116,6 +120,8 @@ func (b *builder) managedRuleGroup(s config.ManagedRuleGroupStatement, at string
 	}
 	key := crsKey(s, b.bodyLimit, b.crsExtra)
 	if g := b.shared.crs[key]; g != nil {
+		g.refs++
+		b.crs = append(b.crs, g)
 		return g, nil
 	}
 	directives, err := crsDirectives(s, b.bodyLimit, b.crsExtra)
@@ -126,8 +132,9 @@ func (b *builder) managedRuleGroup(s config.ManagedRuleGroupStatement, at string
 	if err != nil {
 		return nil, fmt.Errorf("%s: compile the CRS: %w", at, err)
 	}
-	g := &crsGroup{waf: w, detect: s.Mode == config.CRSModeDetect, oversize: b.oversize}
+	g := &crsGroup{waf: w, detect: s.Mode == config.CRSModeDetect, oversize: b.oversize, key: key, refs: 1}
 	b.shared.crs[key] = g
+	b.crs = append(b.crs, g)
 	return g, nil
 }
 

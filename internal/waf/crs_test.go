@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/rampart-edge/rampart/internal/config"
 )
 
@@ -168,4 +170,58 @@ func TestCRSConfigErrors(t *testing.T) {
 			t.Errorf("%+v: error %v, want %q", tt.group, err, tt.want)
 		}
 	}
+}
+
+// A compiled CRS is tens of MiB: a Shared keeps one while an open ACL uses it, and frees it with
+// the last (a reload that changes CRS settings must not keep the old build for good).
+func TestSharedCRSFreedWithItsLastACL(t *testing.T) {
+	shared := NewShared()
+	defer shared.Close()
+	build := func(src string) (*WebACL, error) {
+		t.Helper()
+		var cfg config.WebACL
+		if err := yaml.Unmarshal([]byte(src), &cfg); err != nil {
+			t.Fatalf("yaml: %v", err)
+		}
+		cfg.DefaultAction = config.ActionAllow
+		return New(cfg, testKeyrings(t), nil, WithShared(shared))
+	}
+	mustBuild := func(src string) *WebACL {
+		t.Helper()
+		a, err := build(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	want := func(n int, when string) {
+		t.Helper()
+		if got := shared.ManagedGroups(); got != n {
+			t.Fatalf("%s: %d compiled groups, want %d", when, got, n)
+		}
+	}
+	pl1 := mustBuild(crsACL(`{name: owasp-crs}`))
+	pl1again := mustBuild(crsACL(`{name: owasp-crs}`))
+	want(1, "two ACLs with the same settings")
+	pl2 := mustBuild(crsACL(`{name: owasp-crs, paranoia_level: 2}`))
+	want(2, "a second setting")
+
+	pl1.Close()
+	want(2, "one of two ACLs on PL1 closed")
+	pl1again.Close()
+	want(1, "both ACLs on PL1 closed")
+
+	// A build that fails after taking the PL2 group gives it back: PL2 is freed with pl2.
+	bad := crsACL(`{name: owasp-crs, paranoia_level: 2}`) + "  - {name: broken, priority: 20, action: explode, statement: {byte_match: {field: uri_path, positional_constraint: EXACTLY, search_string: /x}}}\n"
+	if _, err := build(bad); err == nil {
+		t.Fatal("an ACL with action explode was built")
+	}
+	want(1, "after a failed build")
+	pl2.Close()
+	want(0, "every ACL closed")
+	again := mustBuild(crsACL(`{name: owasp-crs}`))
+	if d := again.Evaluate(httptest.NewRequest("GET", "/items?id="+url.QueryEscape("1' UNION SELECT password FROM users--"), nil)); d.Action != "block" {
+		t.Fatalf("a rebuilt CRS decided %+v, want block", d)
+	}
+	again.Close()
 }

@@ -72,7 +72,8 @@ type WebACL struct {
 	logger        *slog.Logger
 	shared        *Shared
 	ownsShared    bool
-	pool          sync.Pool // *evalCtx
+	crs           []*crsGroup // the managed rule groups this ACL holds (Close releases them)
+	pool          sync.Pool   // *evalCtx
 	hasCRS        bool
 	metrics       *observe.Metrics // WithMetrics (metrics.go)
 	tracer        trace.Tracer     // WithTracer (metrics.go)
@@ -101,6 +102,7 @@ type customResponse struct {
 type Shared struct {
 	mu     sync.Mutex
 	crs    map[string]*crsGroup
+	closed bool         // Close has run: the groups are freed
 	replay replayStores // statement.go: Redis replay stores of signed origin_verify statements
 	rate   rateStores   // rate.go: rate_based counters
 	// matches are the recent matches of the ACLs built with this Shared (matches.go).
@@ -112,8 +114,32 @@ func NewShared() *Shared {
 	return &Shared{crs: map[string]*crsGroup{}, matches: NewMatches(DefaultSampledMatches)}
 }
 
+// ManagedGroups is the number of compiled managed rule groups s holds: one per distinct set of
+// CRS settings among the ACLs built with it and not closed yet.
+func (s *Shared) ManagedGroups() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.crs)
+}
+
 // Matches returns the ring of the recent matches of the ACLs built with s, for the admin API.
 func (s *Shared) Matches() *Matches { return s.matches }
+
+// release drops one reference to each group, freeing those no ACL holds any more. The caller
+// holds s.mu.
+func (s *Shared) release(groups []*crsGroup) {
+	if s.closed {
+		return // Close freed every group already
+	}
+	for _, g := range groups {
+		if g.refs--; g.refs == 0 {
+			if s.crs[g.key] == g {
+				delete(s.crs, g.key)
+			}
+			g.close()
+		}
+	}
+}
 
 // Close releases the compiled managed rule groups. ACLs built with s must not be used after.
 func (s *Shared) Close() {
@@ -123,6 +149,7 @@ func (s *Shared) Close() {
 		g.close()
 		delete(s.crs, k)
 	}
+	s.closed = true
 	s.replay.close()
 	s.rate.close()
 }
@@ -190,13 +217,18 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 	a.shared.mu.Lock()
 	defer a.shared.mu.Unlock()
 	ok := false
+	var b *builder
 	defer func() {
-		if !ok && a.ownsShared {
+		switch {
+		case ok:
+		case a.ownsShared:
 			for _, g := range a.shared.crs {
 				g.close()
 			}
 			a.shared.crs = nil
 			a.shared.replay.close()
+		case b != nil:
+			a.shared.release(b.crs) // a failed build keeps no group alive
 		}
 	}()
 
@@ -204,7 +236,7 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 	ordered := slices.Clone(cfg.Rules)
 	slices.SortStableFunc(ordered, func(x, y config.WAFRule) int { return cmp.Compare(x.Priority, y.Priority) })
 
-	b := &builder{compiler: &compiler{keyrings: keyrings, shared: a.shared, logger: logger, metrics: o.metrics}, oversize: oversize, bodyLimit: a.bodyLimit, crsExtra: o.crsExtra, shared: a.shared}
+	b = &builder{compiler: &compiler{keyrings: keyrings, shared: a.shared, logger: logger, metrics: o.metrics}, oversize: oversize, bodyLimit: a.bodyLimit, crsExtra: o.crsExtra, shared: a.shared}
 	var store *rateStore // the ACL's rate_limit_store, opened by its first rate_based rule (rate.go)
 	for _, r := range ordered {
 		if r.Action != config.ActionCount && !isTerminal(r.Action) {
@@ -256,6 +288,7 @@ func New(cfg config.WebACL, keyrings map[string]*originverify.Keyring, logger *s
 		a.keyrings = append(a.keyrings, keyrings[name])
 	}
 	a.pool.New = func() any { return &evalCtx{} }
+	a.crs = b.crs
 	ok = true
 	return a, nil
 }
@@ -311,12 +344,19 @@ func (a *WebACL) Name() string { return a.name }
 // A proxy behind the ACL removes them so that the secret never reaches an app.
 func (a *WebACL) SecretHeaders() []string { return slices.Clone(a.secretHeaders) }
 
-// Close releases the managed rule groups the ACL compiled, unless they belong to a Shared given
-// with WithShared.
+// Close releases the ACL's hold on its managed rule groups: those that no other open ACL of the
+// same Shared uses are freed (a CRS build is tens of MiB), so that a reload that changes CRS
+// settings does not keep the old build for good. Call it once no request is in the ACL, at most
+// once; an ACL whose Shared was not given with WithShared frees all of it.
 func (a *WebACL) Close() {
 	if a.ownsShared {
 		a.shared.Close()
+		return
 	}
+	a.shared.mu.Lock()
+	defer a.shared.mu.Unlock()
+	a.shared.release(a.crs)
+	a.crs = nil
 }
 
 // Evaluate runs the rules in priority order and returns the decision. A matching count rule is
