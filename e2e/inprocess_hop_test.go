@@ -299,6 +299,10 @@ func TestInProcessHop(t *testing.T) {
 			if src := lines[0]["source_ip"]; src != "127.0.0.1" {
 				t.Errorf("load balancer source_ip %v, want 127.0.0.1", src)
 			}
+			// Port 0 marks the in-process hop; a connection has a real port.
+			if port := lines[0]["source_port"]; (port == "0") != (mode.name == "in-process") {
+				t.Errorf("%s: load balancer source_port %v", mode.name, port)
+			}
 		})
 	}
 	in, lo := results["in-process"], results["loopback"]

@@ -57,9 +57,9 @@ func (lb *LoadBalancer) accessLog(listen string) func(http.Handler) http.Handler
 				if !lb.logger.Enabled(r.Context(), slog.LevelInfo) {
 					return // nothing below may allocate for a line nobody reads
 				}
-				source, _, err := net.SplitHostPort(r.RemoteAddr)
+				source, port, err := net.SplitHostPort(r.RemoteAddr)
 				if err != nil {
-					source = r.RemoteAddr
+					source, port = r.RemoteAddr, ""
 				}
 				attrs := []slog.Attr{
 					slog.String("listener", listen),
@@ -69,6 +69,9 @@ func (lb *LoadBalancer) accessLog(listen string) func(http.Handler) http.Handler
 					slog.Int64("bytes", sw.bytes),
 					slog.Duration("duration", elapsed),
 					slog.String("source_ip", source),
+					// As ALB logs client:port; port 0 is a gateway of this process calling
+					// in-process (proxy.InProcess), which no TCP peer can have.
+					slog.String("source_port", port),
 					slog.String("request_id", clip(r.Header.Get("X-Request-Id"), maxRequestIDLen)),
 					slog.String("target", rec.target),
 				}
