@@ -481,6 +481,14 @@ func (g *Gateway) integrate(w http.ResponseWriter, r *http.Request) {
 		defer ex.upgrade.Stop()
 	} else {
 		ctx, cancel = context.WithTimeout(r.Context(), rt.timeout)
+		if wt := g.listener.limits.WriteTimeout; wt > 0 {
+			// The server's write deadline runs from the end of the request's header, and a
+			// route that validates its body has read all of it by now: a slow upload would eat
+			// the time the answer needs, and cut the connection where a 504 was due. The
+			// exchange is bounded by the route's timeout from here, so the deadline moves to
+			// that plus the margin write_timeout has over it (config.WriteTimeoutMargin).
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(rt.timeout + config.WriteTimeoutMargin))
+		}
 	}
 	defer cancel()
 	ex.integrationStart = time.Now()
