@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -54,10 +55,31 @@ func (lb *LoadBalancer) resolve(ctx context.Context, d dnsTarget) ([]string, err
 	return slices.Compact(out), nil
 }
 
-// refreshDNS brings the targets resolved from d in line with what it resolves to now: new
-// addresses are registered, vanished ones drained. It returns whether the lookup succeeded.
-func (lb *LoadBalancer) refreshDNS(ctx context.Context, g *targetGroup, d dnsTarget) bool {
-	addrs, err := lb.resolve(ctx, d)
+// refreshGroup brings g's DNS targets in line with what their names resolve to now. The names
+// are looked up side by side (each may take up to dnsLookupTimeout), then applied one by one. It
+// returns whether every lookup succeeded.
+func (lb *LoadBalancer) refreshGroup(ctx context.Context, g *targetGroup) bool {
+	type lookup struct {
+		addrs []string
+		err   error
+	}
+	found := make([]lookup, len(g.dnsTargets))
+	var wg sync.WaitGroup
+	for i, d := range g.dnsTargets {
+		wg.Go(func() { found[i].addrs, found[i].err = lb.resolve(ctx, d) })
+	}
+	wg.Wait()
+	ok := true
+	for i, d := range g.dnsTargets {
+		ok = lb.applyDNS(ctx, g, d, found[i].addrs, found[i].err) && ok
+	}
+	return ok
+}
+
+// applyDNS brings the targets resolved from d in line with addrs, what it resolves to now: new
+// addresses are registered, vanished ones drained. A failed lookup (err) keeps them as they are;
+// it returns whether the lookup succeeded.
+func (lb *LoadBalancer) applyDNS(ctx context.Context, g *targetGroup, d dnsTarget, addrs []string, err error) bool {
 	if err != nil {
 		if ctx.Err() == nil {
 			lb.logger.Warn("DNS lookup of a target failed; keeping its current addresses", "group", g.name, "target", net.JoinHostPort(d.host, d.port), "error", err.Error())
@@ -89,10 +111,8 @@ func (lb *LoadBalancer) refreshDNS(ctx context.Context, g *targetGroup, d dnsTar
 func (lb *LoadBalancer) dnsLoop(ctx context.Context, g *targetGroup) {
 	for {
 		wait := g.dnsRefresh
-		for _, d := range g.dnsTargets {
-			if !lb.refreshDNS(ctx, g, d) {
-				wait = max(g.dnsRefresh/10, time.Second)
-			}
+		if !lb.refreshGroup(ctx, g) {
+			wait = max(g.dnsRefresh/10, time.Second)
 		}
 		select {
 		case <-ctx.Done():

@@ -214,3 +214,48 @@ func TestDNSTargetUnresolvable(t *testing.T) {
 		t.Errorf("unresolvable group = %d, want 503", got.status)
 	}
 }
+
+// gatedResolver answers every name with one address once `want` lookups are waiting at the same
+// time, or after a second; it records the most lookups it saw at once.
+type gatedResolver struct {
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	want     int
+	all      chan struct{}
+}
+
+func (g *gatedResolver) LookupHost(ctx context.Context, host string) ([]string, error) {
+	g.mu.Lock()
+	g.inFlight++
+	g.most = max(g.most, g.inFlight)
+	if g.inFlight == g.want {
+		close(g.all)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.all:
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	g.inFlight--
+	g.mu.Unlock()
+	return []string{"127.0.0.1"}, nil
+}
+
+// The names of DNS targets are looked up side by side, at build as on each refresh: one slow
+// name (up to 5 s per lookup) no longer delays every other, nor a start or a reload by their sum.
+func TestDNSTargetsResolvedConcurrently(t *testing.T) {
+	names := []string{"a.test:80", "b.test:80", "c.test:80", "d.test:80"}
+	r := &gatedResolver{want: len(names), all: make(chan struct{})}
+	cfg := forwardAll(config.TargetGroup{Name: "g", Targets: names, HealthCheck: testHealthCheck(time.Hour)}, "")
+	lb, err := New(cfg, nil, nil, WithResolver(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	if r.most != len(names) {
+		t.Fatalf("at most %d lookups at once, want all %d", r.most, len(names))
+	}
+}

@@ -93,11 +93,13 @@ func New(cfg config.LoadBalancer, acls map[string]*waf.WebACL, logger *slog.Logg
 	}
 	// Resolve hostname targets once now, so that the first requests find their addresses; Run
 	// keeps them current.
+	var resolving sync.WaitGroup
 	for _, g := range lb.groups {
-		for _, d := range g.dnsTargets {
-			lb.refreshDNS(context.Background(), g, d)
+		if len(g.dnsTargets) > 0 {
+			resolving.Go(func() { lb.refreshGroup(context.Background(), g) })
 		}
 	}
+	resolving.Wait()
 	lb.applyInheritedHealth()
 	for i, l := range cfg.Listeners {
 		li, err := lb.newListener(i, l, cfg, acls)
