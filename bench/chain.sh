@@ -9,13 +9,14 @@
 # for a 64-byte GET and a 4 KB JSON POST, interleaved (1 2 3 4 5 1 2 3 4 5 …), with medians, spread
 # and ratios. Servers are pinned to CPU 0 and wrk to CPU 1, the same for every configuration.
 #
-# Usage: bench/chain.sh            (ROUNDS=3 DURATION=10s CONNECTIONS=64 by default)
-#        ROUNDS=5 DURATION=20s bench/chain.sh
+# Usage: bench/chain.sh            (ROUNDS=7 DURATION=5s CONNECTIONS=64 by default: many short rounds
+#                                  give steadier medians on a shared host than a few long ones)
+#        ROUNDS=11 DURATION=5s bench/chain.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-7}
+DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
 CONFIGS=${CONFIGS:-"direct nginx gochain rampart allinone allinone-loopback"}
 
