@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
 	"github.com/rampart-edge/rampart/internal/originverify"
@@ -25,24 +23,7 @@ func startWithAdmin(t *testing.T, cfg *config.Config, logs io.Writer, kinds ...K
 	for _, k := range kinds {
 		sel.Kinds[k] = true
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	topo, err := Build(ctx, cfg, sel, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := topo.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- topo.Serve(ctx, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	topo := serveTopology(t, cfg, sel, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	for i, e := range topo.Endpoints {
 		if e.Kind == KindAdmin {
 			return topo, "http://" + topo.Addrs()[i].String()

@@ -106,24 +106,7 @@ func startTopology(t *testing.T, cfg *config.Config, logs io.Writer, kinds ...Ki
 		sel.Kinds[k] = true
 	}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	topo, err := Build(ctx, cfg, sel, Options{Logger: logger})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := topo.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- topo.Serve(ctx, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	topo := serveTopology(t, cfg, sel, Options{Logger: logger})
 	return topo
 }
 
@@ -262,4 +245,29 @@ func TestCollectStatementSecretsFindsNestedOnes(t *testing.T) {
 			t.Errorf("keyring %q not collected: %v", want, names)
 		}
 	}
+}
+
+// serveTopology builds cfg's components for sel, opens their listeners and serves them until the
+// test ends; an error from Serve fails the test.
+func serveTopology(t *testing.T, cfg *config.Config, sel Selection, opts Options) *Topology {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	topo, err := Build(ctx, cfg, sel, opts)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := topo.Listen(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- topo.Serve(ctx, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return topo
 }

@@ -101,24 +101,7 @@ admin:
 	t.Cleanup(func() { _ = tracing.Shutdown(context.Background()) })
 	sel := Selection{Kinds: map[Kind]bool{KindGateway: true, KindLB: true, KindApp: true, KindAdmin: true}}
 	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	topo, err := Build(ctx, cfg, sel, Options{Logger: logger, Metrics: e.metrics, Tracing: tracing})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := topo.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- topo.Serve(ctx, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveTopology(t, cfg, sel, Options{Logger: logger, Metrics: e.metrics, Tracing: tracing})
 	return e
 }
 

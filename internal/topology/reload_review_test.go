@@ -50,24 +50,7 @@ func serveFile(t *testing.T, path string, sel Selection, logs *syncBuffer) *Topo
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	topo, err := Build(ctx, cfg, sel, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), ConfigPath: path, Redactor: &observe.Redactor{}})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := topo.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- topo.Serve(ctx, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	topo := serveTopology(t, cfg, sel, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), ConfigPath: path, Redactor: &observe.Redactor{}})
 	waitFor(t, "serving", func() bool {
 		topo.stateMu.Lock()
 		defer topo.stateMu.Unlock()

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/rampart-edge/rampart/internal/config"
 )
@@ -79,31 +78,14 @@ web_acls:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	topo, err := Build(ctx, cfg, sel, Options{Logger: slog.New(slog.DiscardHandler), ConfigPath: path})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := topo.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- topo.Serve(ctx, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	topo := serveTopology(t, cfg, sel, Options{Logger: slog.New(slog.DiscardHandler), ConfigPath: path})
 	if topo.Keyring("partner") != nil || topo.Keyring("origin-verify") == nil {
 		t.Fatalf("keyrings: partner %v, origin-verify %v: want only the used one", topo.Keyring("partner"), topo.Keyring("origin-verify"))
 	}
 
-	waitFor(t, "serving", func() bool { return topo.Reload(ctx, "test") == nil })
+	waitFor(t, "serving", func() bool { return topo.Reload(context.Background(), "test") == nil })
 	write(204)
-	if err := topo.Reload(ctx, "test"); err != nil {
+	if err := topo.Reload(context.Background(), "test"); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	if ok, rejected := topo.ReloadCount(); ok < 2 || rejected != 0 {
