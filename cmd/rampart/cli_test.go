@@ -18,6 +18,7 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 func TestCLI(t *testing.T) {
 	good := filepath.Join(t.TempDir(), "rampart.yaml")
+	const splitEnv = "testdata/split-env.yaml"
 	if err := os.WriteFile(good, examples.Default, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +39,21 @@ func TestCLI(t *testing.T) {
 			wantErr: []string{"testdata/bad.yaml:5:18: gateways[0].cors.mode:", "enforce", "testdata/bad.yaml:9:24:", `unknown secret "missing"`}},
 		{name: "validate missing file", args: []string{"validate", "-c", "testdata/nope.yaml"}, wantCode: 1, wantErr: []string{"nope.yaml"}},
 		{name: "validate needs -c", args: []string{"validate"}, wantCode: 2, wantErr: []string{"-c FILE"}},
+		// One file for two hosts: the load balancer's variable is unset on the gateway's host.
+		{name: "validate needs every variable", args: []string{"validate", "-c", splitEnv}, wantCode: 1,
+			wantErr: []string{splitEnv + ":12:17: load_balancers[0].listeners[0].listen:", "RAMPART_TEST_NEVER_SET_LB_LISTEN"}},
+		{name: "validate --for gateway needs only its own", args: []string{"validate", "-c", splitEnv, "--for", "gateway"}, wantCode: 0,
+			wantOut: []string{splitEnv + ": ok for rampart gateway"}},
+		{name: "validate --for gateway --name", args: []string{"validate", "-c", splitEnv, "--for", "gateway", "--name", "gw"}, wantCode: 0,
+			wantOut: []string{"ok for rampart gateway --name gw"}},
+		{name: "validate --for lb still needs the lb's", args: []string{"validate", "-c", splitEnv, "--for", "lb"}, wantCode: 1,
+			wantErr: []string{"RAMPART_TEST_NEVER_SET_LB_LISTEN"}},
+		{name: "validate --for an unknown name", args: []string{"validate", "-c", splitEnv, "--for", "gateway", "--name", "nope"}, wantCode: 1,
+			wantErr: []string{`no gateway named "nope"`}},
+		{name: "validate --for a kind that is none", args: []string{"validate", "-c", splitEnv, "--for", "web"}, wantCode: 2,
+			wantErr: []string{`--for "web": write gateway, lb or app`}},
+		{name: "validate --name without --for", args: []string{"validate", "-c", splitEnv, "--name", "gw"}, wantCode: 2,
+			wantErr: []string{"--name needs --for"}},
 		{name: "gateway needs -c", args: []string{"gateway"}, wantCode: 2, wantErr: []string{"needs a config file"}},
 		{name: "stray argument", args: []string{"run", "extra"}, wantCode: 2, wantErr: []string{`unexpected argument "extra"`}},
 		{name: "unknown name", args: []string{"lb", "-c", good, "--name", "nope"}, wantCode: 1, wantErr: []string{`no lb named \"nope\"`}},

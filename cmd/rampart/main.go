@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,7 +30,9 @@ Usage:
   rampart lb       -c FILE [--name N]   the load balancer(s) of FILE
   rampart app      -c FILE [--name N] [--listen ADDR]
                                         the app instances of FILE (--listen: just that instance)
-  rampart validate -c FILE              check FILE and print every error with file:line:column
+  rampart validate -c FILE [--for gateway|lb|app [--name N]]
+                                        check FILE and print every error with file:line:column
+                                        (--for: as that command loads it, with only its variables)
   rampart secret rotate NAME -c FILE [--propagation 10s] [--grace 1m]
                                         rotate a keyring without downtime (secret list NAME: its key states)
   rampart certs init --dir DIR          a private CA and certificates for mTLS from gateway to load balancer
@@ -43,7 +47,7 @@ Common flags: --log-format json|text (default json), --log-level debug|info|warn
 --admin ADDR (for gateway/lb/app: also serve the admin listener there).
 
 gateway, lb and app need only the ${env:NAME} variables of what they run; run and validate need
-every variable of FILE (docs/configuration.md).
+every variable of FILE, validate --for only those of that command (docs/configuration.md).
 A process started with -c FILE reloads FILE on SIGHUP, when FILE changes, and on POST /reload to
 its admin listener; a config that does not validate is rejected and the running one stays.
 The admin listener serves the dashboard at / and the admin API (docs/admin-api.md).
@@ -98,6 +102,7 @@ type flags struct {
 	grace                     time.Duration
 	drainDelay                time.Duration
 	loopbackHop               bool
+	validateFor               string     // validate --for gateway|lb|app
 	gc                        gcSettings // gc.go
 }
 
@@ -119,6 +124,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (flags, error) {
 	}
 	if cmd == "run" {
 		fs.BoolVar(&f.loopbackHop, "loopback-hop", false, "gateways call the load balancers of this process over loopback connections instead of in-process")
+	}
+	if cmd == "validate" {
+		fs.StringVar(&f.validateFor, "for", "", "check the file as `rampart gateway|lb|app` loads it: only the ${env:NAME} variables of those components (and --name) must be set")
+		fs.StringVar(&f.name, "name", "", "with --for: the component of this name")
 	}
 	if cmd == "gateway" || cmd == "lb" || cmd == "app" {
 		fs.StringVar(&f.name, "name", "", "run only the "+cmd+" of this name")
@@ -158,12 +167,58 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if _, err := loadConfig(f.file); err != nil {
+	scope := config.Scope{Name: f.name}
+	switch f.validateFor {
+	case "":
+		if f.name != "" {
+			fmt.Fprintln(stderr, "--name needs --for gateway, lb or app")
+			return 2
+		}
+	case "gateway":
+		scope.Gateways = true
+	case "lb":
+		scope.LoadBalancers = true
+	case "app":
+		scope.Apps = true
+	default:
+		fmt.Fprintf(stderr, "--for %q: write gateway, lb or app\n", f.validateFor)
+		return 2
+	}
+	cfg, err := loadScope(f.file, scope)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if f.name != "" && !hasComponent(cfg, f.validateFor, f.name) {
+		fmt.Fprintf(stderr, "no %s named %q in %s\n", f.validateFor, f.name, f.file)
+		return 1
+	}
+	if f.validateFor != "" {
+		fmt.Fprintf(stdout, "%s: ok for rampart %s\n", f.file, strings.TrimSpace(f.validateFor+" "+nameFlag(f.name)))
+		return 0
+	}
 	fmt.Fprintf(stdout, "%s: ok\n", f.file)
 	return 0
+}
+
+// hasComponent reports whether cfg has a component of kind (gateway, lb, app) named name, as
+// `rampart KIND --name NAME` requires.
+func hasComponent(cfg *config.Config, kind, name string) bool {
+	switch kind {
+	case "gateway":
+		return slices.ContainsFunc(cfg.Gateways, func(g config.Gateway) bool { return g.Name == name })
+	case "lb":
+		return slices.ContainsFunc(cfg.LoadBalancers, func(l config.LoadBalancer) bool { return l.Name == name })
+	default:
+		return slices.ContainsFunc(cfg.Apps, func(a config.App) bool { return a.Name == name })
+	}
+}
+
+func nameFlag(name string) string {
+	if name == "" {
+		return ""
+	}
+	return "--name " + name
 }
 
 func serve(cmd string, args []string, stdout, stderr io.Writer) int {
