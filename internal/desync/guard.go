@@ -97,6 +97,10 @@ type listener struct {
 	ctx    context.Context // done once Close was called
 	cancel context.CancelFunc
 	loops  sync.WaitGroup
+	// mu orders starting the accept loop before Close waits for it: a WaitGroup must not be
+	// added to while it is waited on (a server stopped right after it started).
+	mu     sync.Mutex
+	closed bool
 }
 
 type accepted struct {
@@ -108,7 +112,13 @@ func (l *listener) Accept() (net.Conn, error) {
 	if l.ctx.Err() != nil {
 		return nil, net.ErrClosed
 	}
-	l.start.Do(func() { l.loops.Go(l.acceptLoop) })
+	l.start.Do(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if !l.closed { // else Close came first: ctx is done, and so is this Accept
+			l.loops.Go(l.acceptLoop)
+		}
+	})
 	select {
 	case a := <-l.ready:
 		return a.c, a.err
@@ -118,6 +128,9 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 func (l *listener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
 	l.cancel()
 	err := l.Listener.Close()
 	l.loops.Wait()

@@ -2,6 +2,7 @@ package desync
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"testing"
@@ -40,4 +41,26 @@ func TestGuardGoroutinesEnd(t *testing.T) {
 		_ = srv.Close()
 		<-done
 	}()
+}
+
+// A listener closed while its first Accept starts the accept loop (a server stopped right after
+// it started) must not race: the loop is started before Close waits for it, or not at all.
+func TestListenerCloseDuringFirstAccept(t *testing.T) {
+	g := &Guard{Mode: Defensive}
+	for range 200 {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := g.Wrap(raw)
+		done := make(chan error, 1)
+		go func() {
+			_, err := ln.Accept()
+			done <- err
+		}()
+		_ = ln.Close()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	}
 }
