@@ -145,7 +145,7 @@ func Build(ctx context.Context, cfg *config.Config, sel Selection, opts Options)
 	// process of a deployment either.
 	t.hup = make(chan os.Signal, 1)
 	signal.Notify(t.hup, syscall.SIGHUP)
-	g, err := build(ctx, cfg, sel, opts, &t.persist, t.api)
+	g, err := build(ctx, cfg, ConfigHash(cfg), sel, opts, &t.persist, t.api)
 	if err != nil {
 		signal.Stop(t.hup)
 		t.persist.close()
@@ -410,9 +410,13 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 		return errors.New("not serving: reload refused")
 	}
 	began := time.Now()
-	// The file is read and checked once: the hash comparison and the build use the same config.
+	// The file is read, checked and hashed once: the comparison and the build use the same.
 	cfg, err := t.sel.ConfigScope().Load(t.opts.ConfigPath)
-	if skipSame && err == nil && ConfigHash(cfg) == t.current().hash {
+	var hash string
+	if err == nil {
+		hash = ConfigHash(cfg)
+	}
+	if skipSame && err == nil && hash == t.current().hash {
 		t.logger.Debug("config file changed, but not the config: nothing to reload", "config", t.opts.ConfigPath)
 		return errUnchanged
 	}
@@ -420,7 +424,7 @@ func (t *Topology) reload(ctx context.Context, cause string, skipSame bool) erro
 	if err != nil {
 		var ce config.Errors
 		err = &ReloadError{Invalid: errors.As(err, &ce), Err: err}
-	} else if g, err = build(ctx, cfg, t.sel, t.opts, &t.persist, t.api); err != nil {
+	} else if g, err = build(ctx, cfg, hash, t.sel, t.opts, &t.persist, t.api); err != nil {
 		err = &ReloadError{Err: err}
 	}
 	if err == nil {

@@ -152,12 +152,13 @@ type Options struct {
 // build builds the selected components of cfg. It loads (creating when absent) only the keyrings
 // the selected components use, so an app-tier process never holds the origin-verify secret;
 // keyrings and the WAF's shared state already in ps are reused, so that a reload keeps them live.
-func build(ctx context.Context, cfg *config.Config, sel Selection, opts Options, ps *persistent, api *adminAPI) (*generation, error) {
+// hash is ConfigHash(cfg), which the caller has computed already.
+func build(ctx context.Context, cfg *config.Config, hash string, sel Selection, opts Options, ps *persistent, api *adminAPI) (*generation, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t := &generation{logger: logger, cfg: cfg, hash: ConfigHash(cfg), sel: sel, lbs: map[string]*lb.LoadBalancer{}, keyringReload: make(chan struct{}), seq: ps.nextSeq()}
+	t := &generation{logger: logger, cfg: cfg, hash: hash, sel: sel, lbs: map[string]*lb.LoadBalancer{}, keyringReload: make(chan struct{}), seq: ps.nextSeq()}
 	t.observe = newObserveSet(opts)
 	ok := false
 	defer func() {
